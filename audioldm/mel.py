@@ -1,0 +1,224 @@
+"""The one mel front-end: ``MelConfig`` (settings, JSON round trip, presets) and ``MelFrontend`` (waveform -> log-mel),
+plus Griffin-Lim inversion (log-mel -> waveform), the zero-training vocoder.
+
+Convention (AudioLDM / HiFi-GAN 16 kHz, see shared/DESIGN.md): magnitude STFT (power 1) with a periodic Hann window,
+reflect padding of (n_fft - hop) / 2 on each side and no centering, so T samples give ceil(T / hop) frames (input is
+zero-padded at the end to a multiple of hop first); Slaney-scale, Slaney-normalised mel filterbank (librosa's default);
+log(clamp(mel, min=1e-5)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "griffin_lim", "MelConfigMismatch"]
+
+
+class MelConfigMismatch(ValueError):
+    """Two components were trained with different mel settings."""
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Mel-spectrogram settings. Every trained component stores the MelConfig it was trained with."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 160
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    log_floor: float = 1e-5
+
+    def __post_init__(self):
+        checks = [
+            ("sample_rate", self.sample_rate > 0, "a positive integer"),
+            ("n_fft", self.n_fft > 0, "a positive integer"),
+            ("win_length", 0 < self.win_length <= self.n_fft, f"in (0, n_fft={self.n_fft}]"),
+            ("hop_length", 0 < self.hop_length <= self.win_length, f"in (0, win_length={self.win_length}]"),
+            ("n_mels", self.n_mels > 0, "a positive integer"),
+            ("fmin", 0 <= self.fmin < self.fmax, f"in [0, fmax={self.fmax})"),
+            ("fmax", self.fmax <= self.sample_rate / 2, f"<= sample_rate / 2 = {self.sample_rate / 2}"),
+            ("log_floor", self.log_floor > 0, "positive"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"MelConfig.{name}={getattr(self, name)!r}: expected {expected}")
+        if (self.n_fft - self.hop_length) % 2:
+            raise ValueError(f"MelConfig: n_fft - hop_length must be even for symmetric padding, "
+                             f"got {self.n_fft} - {self.hop_length}")
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def pad(self) -> int:
+        return (self.n_fft - self.hop_length) // 2
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples: ceil(T / hop)."""
+        return -(-num_samples // self.hop_length)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "MelConfig") -> "MelConfig":
+        """Build from a dict; unknown fields or wrong types are an error naming ``source`` and the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"{source}: unknown MelConfig field(s) {unknown}; known: {sorted(fields)}")
+        kw = {}
+        for k, v in d.items():
+            want = int if fields[k].type in ("int", int) else float
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not float(v).is_integer()):
+                raise ValueError(f"{source}: MelConfig.{k} must be {want.__name__}, got {v!r}")
+            kw[k] = want(v)
+        return cls(**kw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "MelConfig") -> "MelConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source}: invalid JSON ({e})") from None
+        return cls.from_dict(d, source)
+
+    @classmethod
+    def preset(cls, name: str) -> "MelConfig":
+        if name not in MEL_PRESETS:
+            raise ValueError(f"unknown MelConfig preset {name!r}; known: {sorted(MEL_PRESETS)}")
+        return MEL_PRESETS[name]
+
+    def check_same(self, other: "MelConfig", what: str = "components") -> None:
+        """Raise :class:`MelConfigMismatch` listing the differing fields if ``other`` differs."""
+        diff = {k: (v, getattr(other, k)) for k, v in self.to_dict().items() if getattr(other, k) != v}
+        if diff:
+            raise MelConfigMismatch(f"{what} were trained with different mel settings: "
+                                    + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in diff.items()))
+
+
+MEL_PRESETS = {
+    # AudioLDM / HiFi-GAN 16 kHz, 64 bands (the default)
+    "audioldm-16k": MelConfig(),
+    # 48 kHz-style wide band variant for other vocoders (not the default)
+    "audioldm-48k": MelConfig(sample_rate=48000, n_fft=2048, win_length=2048, hop_length=480, n_mels=256,
+                              fmin=20.0, fmax=24000.0),
+}
+
+
+def _hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:
+    # Slaney's Auditory Toolbox mel scale: linear (f / (200/3)) below 1 kHz, logarithmic above.
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(cfg: MelConfig) -> np.ndarray:
+    """Slaney-scale triangular filters with Slaney (area) normalisation: float32 [n_mels, n_fft // 2 + 1]."""
+    fft_freqs = np.linspace(0, cfg.sample_rate / 2, cfg.n_freqs)
+    mel_pts = np.linspace(_hz_to_mel_slaney(cfg.fmin), _hz_to_mel_slaney(cfg.fmax), cfg.n_mels + 2)
+    hz_pts = _mel_to_hz_slaney(mel_pts)
+    widths = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]  # equal area per filter
+    return weights.astype(np.float32)
+
+
+class MelFrontend(nn.Module):
+    """Waveform [B, T] (or [T]) float in [-1, 1] -> log-mel [B, n_mels, ceil(T / hop)] (or [n_mels, frames]).
+
+    Batched, differentiable, runs on whatever device the module is on. STFT math is done in float32 even under autocast.
+    """
+
+    def __init__(self, config: MelConfig | None = None):
+        super().__init__()
+        self.config = config or MelConfig()
+        self.register_buffer("window", torch.hann_window(self.config.win_length, periodic=True), persistent=False)
+        self.register_buffer("mel_basis", torch.from_numpy(mel_filterbank(self.config)), persistent=False)
+
+    def magnitude(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> linear STFT magnitude [B, n_fft // 2 + 1, frames]."""
+        c = self.config
+        if wav.shape[-1] == 0:
+            raise ValueError("MelFrontend: got an empty waveform (0 samples)")
+        wav = wav.float()
+        rem = (-wav.shape[-1]) % c.hop_length
+        if rem:
+            wav = F.pad(wav, (0, rem))
+        # Reflect padding needs more samples than the pad; very short inputs fall back to zero padding.
+        mode = "reflect" if wav.shape[-1] > c.pad else "constant"
+        wav = F.pad(wav.unsqueeze(1), (c.pad, c.pad), mode=mode).squeeze(1)
+        spec = torch.stft(wav, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
+                          center=False, return_complex=True)
+        return spec.abs()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        squeeze = wav.dim() == 1
+        if squeeze:
+            wav = wav.unsqueeze(0)
+        if wav.dim() != 2:
+            raise ValueError(f"MelFrontend: expected waveform [B, T] or [T], got shape {tuple(wav.shape)}")
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            mel = torch.matmul(self.mel_basis, self.magnitude(wav))
+            logmel = torch.log(torch.clamp(mel, min=self.config.log_floor))
+        return logmel[0] if squeeze else logmel
+
+
+def griffin_lim(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 60, momentum: float = 0.99,
+                seed: int | None = 0) -> torch.Tensor:
+    """Invert log-mel [B, n_mels, F] (or [n_mels, F]) to a waveform [B, F * hop] (or [F * hop]).
+
+    Mel -> linear magnitude by the filterbank pseudo-inverse (clamped at 0), then torchaudio's fast Griffin-Lim
+    (Perraudin et al. 2013). torchaudio frames are centred (pad n_fft / 2), ours are not (pad (n_fft - hop) / 2):
+    frame k is centred at sample k * hop + hop / 2, so we reconstruct the signal from hop / 2 on and shift it back.
+    """
+    import torchaudio.functional as AF
+
+    cfg = config or MelConfig()
+    squeeze = logmel.dim() == 2
+    if squeeze:
+        logmel = logmel.unsqueeze(0)
+    logmel = logmel.float()
+    basis = torch.from_numpy(mel_filterbank(cfg)).to(logmel.device)
+    inv = torch.linalg.pinv(basis)  # [n_freqs, n_mels]
+    mag = torch.clamp(inv @ torch.exp(logmel), min=0.0)
+    frames = mag.shape[-1]
+    shift = (cfg.n_fft // 2) - cfg.pad  # = hop / 2 for the default convention
+    length = frames * cfg.hop_length - shift
+    window = torch.hann_window(cfg.win_length, periodic=True, device=logmel.device)
+    # griffinlim draws its random initial phase from the global RNG: seed it without disturbing the caller's.
+    with torch.random.fork_rng(devices=[logmel.device] if logmel.device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        wav = AF.griffinlim(mag, window, cfg.n_fft, cfg.hop_length, cfg.win_length, power=1.0, n_iter=n_iter,
+                            momentum=momentum, length=length, rand_init=True)
+    wav = F.pad(wav, (shift, 0))
+    return wav[0] if squeeze else wav
