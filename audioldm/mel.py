@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import config_from_dict
+
 __all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "griffin_lim", "MelConfigMismatch"]
 
 
@@ -75,19 +77,7 @@ class MelConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "MelConfig") -> "MelConfig":
         """Build from a dict; unknown fields or wrong types are an error naming ``source`` and the field."""
-        if not isinstance(d, dict):
-            raise ValueError(f"{source}: expected a JSON object, got {type(d).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"{source}: unknown MelConfig field(s) {unknown}; known: {sorted(fields)}")
-        kw = {}
-        for k, v in d.items():
-            want = int if fields[k].type in ("int", int) else float
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not float(v).is_integer()):
-                raise ValueError(f"{source}: MelConfig.{k} must be {want.__name__}, got {v!r}")
-            kw[k] = want(v)
-        return cls(**kw)
+        return config_from_dict(cls, d, source)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

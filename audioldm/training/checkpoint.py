@@ -1,0 +1,148 @@
+"""Training checkpoints: one folder per checkpoint under ``run_dir/checkpoints/step_XXXXXXXX``, written to a temporary
+folder and renamed when complete, keeping the last K.
+
+Contents: ``models.safetensors`` and ``ema.safetensors`` (``<module>.<param>`` keys), ``optimizers.safetensors``
+(tensor state) + ``optimizers.json`` (hyper-parameters and scalar state), and ``trainer_state.json`` (step, epoch,
+position in the epoch, NaN counters, the training config), written last. RNG state is not stored: the trainer
+reseeds from (seed, step, rank) at every step, which makes resumed runs reproduce uninterrupted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..weights import WeightsError, load_state_dict_checked, read_safetensors
+
+__all__ = ["save_checkpoint", "load_checkpoint", "find_checkpoints", "newest_checkpoint", "REQUIRED_FILES"]
+
+log = logging.getLogger("audioldm.train")
+REQUIRED_FILES = ("models.safetensors", "optimizers.safetensors", "optimizers.json", "trainer_state.json")
+
+
+def _flat(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items()
+            for k, v in m.state_dict().items()}
+
+
+def _optimizer_state(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict]:
+    tensors, meta = {}, {}
+    for name, opt in optimizers.items():
+        sd = opt.state_dict()
+        scalars = {}
+        for idx, st in sd["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"{name}.{idx}.{k}"] = v.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(str(idx), {})[k] = v
+        meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def save_checkpoint(run_dir: Path, step: int, modules, ema, optimizers, state: dict, keep_last: int) -> Path:
+    """Write a complete checkpoint atomically and prune older ones (keeping ``keep_last``)."""
+    ckdir = Path(run_dir) / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    final = ckdir / f"step_{step:08d}"
+    tmp = ckdir / f".tmp-step_{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_file(_flat(modules), str(tmp / "models.safetensors"))
+        if ema:
+            save_file(_flat(ema), str(tmp / "ema.safetensors"))
+        tensors, meta = _optimizer_state(optimizers)
+        save_file(tensors, str(tmp / "optimizers.safetensors"))
+        (tmp / "optimizers.json").write_text(json.dumps(meta))
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))  # last: marks completeness
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    complete = find_checkpoints(run_dir, warn=False)
+    for old in complete[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _is_complete(folder: Path) -> str | None:
+    """None if complete, else the reason."""
+    for f in REQUIRED_FILES:
+        if not (folder / f).is_file():
+            return f"missing {f}"
+    try:
+        st = json.loads((folder / "trainer_state.json").read_text())
+        int(st["step"])
+    except Exception as e:
+        return f"unreadable trainer_state.json ({e})"
+    return None
+
+
+def find_checkpoints(run_dir: Path, warn: bool = True) -> list[Path]:
+    """Complete checkpoint folders, oldest first; incomplete ones are skipped with a warning."""
+    ckdir = Path(run_dir) / "checkpoints"
+    if not ckdir.is_dir():
+        return []
+    out = []
+    for p in sorted(ckdir.iterdir()):
+        if not p.is_dir():
+            continue
+        if p.name.startswith(".tmp-"):
+            if warn:
+                log.warning("ignoring incomplete checkpoint %s (an interrupted write)", p)
+            continue
+        if not p.name.startswith("step_"):
+            continue
+        why = _is_complete(p)
+        if why:
+            if warn:
+                log.warning("ignoring incomplete checkpoint %s: %s", p, why)
+            continue
+        out.append(p)
+    return sorted(out, key=lambda p: int(json.loads((p / "trainer_state.json").read_text())["step"]))
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    found = find_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def _unflat(flat: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    pre = name + "."
+    return {k[len(pre):]: v for k, v in flat.items() if k.startswith(pre)}
+
+
+def load_checkpoint(folder: Path, modules, ema, optimizers) -> dict:
+    """Load weights, EMA and optimizer state in place; returns trainer_state.json's contents."""
+    folder = Path(folder)
+    flat = read_safetensors(folder / "models.safetensors")
+    for name, m in modules.items():
+        load_state_dict_checked(m, _unflat(flat, name), f"{folder / 'models.safetensors'} [{name}]")
+    if ema:
+        if not (folder / "ema.safetensors").is_file():
+            raise WeightsError(f"{folder}: no ema.safetensors, but this run keeps an EMA")
+        flat = read_safetensors(folder / "ema.safetensors")
+        for name, m in ema.items():
+            load_state_dict_checked(m, _unflat(flat, name), f"{folder / 'ema.safetensors'} [{name}]")
+    tensors = read_safetensors(folder / "optimizers.safetensors")
+    meta = json.loads((folder / "optimizers.json").read_text())
+    for name, opt in optimizers.items():
+        if name not in meta:
+            raise WeightsError(f"{folder / 'optimizers.json'}: no state for optimizer {name!r}")
+        state = {}
+        for key, v in tensors.items():
+            oname, idx, k = key.split(".", 2)
+            if oname == name:
+                state.setdefault(int(idx), {})[k] = v
+        for idx, sc in meta[name]["scalars"].items():
+            state.setdefault(int(idx), {}).update(sc)
+        opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+    return json.loads((folder / "trainer_state.json").read_text())

@@ -1,0 +1,357 @@
+"""The one training loop, shared by every stage (VAE, vocoder, U-Net).
+
+A stage (:class:`Stage`) supplies its modules, optimizers, a step function and an eval hook. The step function is a
+generator that yields ``(optimizer_name, loss, logs)``; the trainer back-propagates each loss into that optimizer's
+parameters only (so a GAN's generator loss never leaks gradients into its discriminator), accumulates over
+micro-batches, averages gradients over ranks, clips, steps, and updates the EMA.
+
+Also here: `torchrun` data parallelism (gloo on CPU, nccl on CUDA) with per-rank sharding, bf16 autocast on CUDA,
+warmup + cosine LR, atomic checkpoints every N steps and at the end (keeping the last K), ``resume``, NaN/Inf steps
+skipped and counted (training stops after ``max_nan_streak`` in a row), metrics.jsonl / TensorBoard / log lines, and a
+tqdm bar. Global RNGs are reseeded from (seed, step, rank) at every step, so a resumed CPU run reproduces the losses
+of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import config_to_dict
+from ..seeding import mix_seed, randn_per_sample
+from .checkpoint import find_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint
+from .distributed import DistInfo, StepBatchSampler, all_reduce_mean, average_gradients, init_distributed
+from .logger import RunLogger
+
+__all__ = ["TrainConfig", "Stage", "StepContext", "Trainer", "TrainingDiverged", "lr_factor"]
+
+log = logging.getLogger("audioldm.train")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/exp"
+    max_steps: int = 1000
+    batch_size: int = 16  # samples per optimizer step, over all ranks and accumulation steps
+    grad_accum: int = 1
+    lr: float = 1e-4
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0  # max global grad norm per optimizer; 0 disables
+    ema_decay: float = 0.999  # 0 disables the EMA
+    ckpt_every: int = 500
+    keep_last: int = 3
+    eval_every: int = 500  # 0: only at the end
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    device: str = "auto"
+    max_nan_streak: int = 10
+    resume: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        for k in ("max_steps", "batch_size", "grad_accum", "ckpt_every", "log_every", "max_nan_streak"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"TrainConfig.{k} must be positive, got {getattr(self, k)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over warmup_steps, then cosine from 1 to min_lr_ratio at max_steps."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class StepContext:
+    step: int
+    epoch: int
+    seed: int
+    device: torch.device
+    info: DistInfo
+    ema: dict  # name -> EMA copy (eval mode), empty when disabled
+    logger: RunLogger | None = None
+
+    def randn(self, batch: dict, shape, salt: int = 0) -> torch.Tensor:
+        """Noise [B, *shape] where row k depends only on (seed, epoch, dataset index of sample k, salt)."""
+        seeds = [mix_seed(self.seed, self.epoch, int(i), salt) for i in batch["index"]]
+        return randn_per_sample(seeds, shape, device=self.device)
+
+    @property
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+class Stage:
+    """What a training stage provides. Subclasses override the methods below."""
+
+    name = "stage"
+
+    def modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def ema_modules(self) -> list[str]:
+        """Names (keys of modules()) whose weights get an EMA copy."""
+        return []
+
+    def optimizers(self, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict, ctx: StepContext):
+        """Yield (optimizer_name, scalar loss, {name: scalar tensor}) once per optimizer to update."""
+        raise NotImplementedError
+
+    def evaluate(self, ctx: StepContext) -> dict:
+        """Main process only. Return {"scalars": {...}, "images": {name: [H, W]}, "audio": {name: [T]}}."""
+        return {}
+
+
+class _Indexed(Dataset):
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return i, self.ds[i]
+
+
+class _IndexedCollate:
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, items):
+        batch = self.collate([it for _, it in items])
+        batch["index"] = torch.tensor([i for i, _ in items])
+        return batch
+
+
+def _to(batch, device):
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, stage: Stage, train_dataset: Dataset, collate_fn, info: DistInfo | None = None):
+        self.cfg, self.stage = cfg, stage
+        self.info = info or init_distributed(cfg.device)
+        self.device = self.info.device
+        self.run_dir = Path(cfg.run_dir)
+        self.dataset = train_dataset
+        self.sampler = StepBatchSampler(len(train_dataset), cfg.batch_size, self.info, cfg.grad_accum, cfg.seed)
+        self.loader = DataLoader(_Indexed(train_dataset), batch_sampler=self.sampler,
+                                 collate_fn=_IndexedCollate(collate_fn), num_workers=cfg.num_workers,
+                                 pin_memory=self.device.type == "cuda")
+        self.modules = {k: m.to(self.device) for k, m in stage.modules().items()}
+        if self.info.enabled:  # identical start on every rank
+            for m in self.modules.values():
+                for t in list(m.parameters()) + list(m.buffers()):
+                    torch.distributed.broadcast(t.data, 0)
+        self.optimizers = stage.optimizers(cfg)
+        self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
+        self.params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
+        self.ema = {}
+        if cfg.ema_decay > 0:
+            for name in stage.ema_modules():
+                e = copy.deepcopy(self.modules[name]).eval()
+                e.requires_grad_(False)
+                self.ema[name] = e
+        self.logger = RunLogger(self.run_dir, self.info.is_main, cfg.tensorboard, echo=self._echo)
+        self.step = self.epoch = self.step_in_epoch = 0
+        self.nan_streak = self.nan_total = 0
+        self._bar = None
+
+    # ---- helpers -------------------------------------------------------------------------------------------------
+    def _echo(self, msg: str):
+        if self._bar is not None:
+            self._bar.write(msg, file=sys.stderr)
+        else:
+            log.info(msg)
+
+    def context(self) -> StepContext:
+        return StepContext(self.step, self.epoch, self.cfg.seed, self.device, self.info, self.ema, self.logger)
+
+    def _update_ema(self):
+        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for name, e in self.ema.items():
+            src = self.modules[name]
+            with torch.no_grad():
+                for pe, p in zip(e.parameters(), src.parameters()):
+                    pe.lerp_(p.detach(), 1 - d)
+                for be, b in zip(e.buffers(), src.buffers()):
+                    be.copy_(b)
+
+    def _state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "nan_streak": self.nan_streak, "nan_total": self.nan_total, "world_size": self.info.world_size,
+                "stage": self.stage.name, "config": config_to_dict(self.cfg)}
+
+    def save(self):
+        if self.info.is_main:
+            path = save_checkpoint(self.run_dir, self.step, self.modules, self.ema, self.optimizers, self._state(),
+                                   self.cfg.keep_last)
+            self._echo(f"saved checkpoint {path}")
+        if self.info.enabled:
+            torch.distributed.barrier()
+
+    def _maybe_resume(self):
+        existing = find_checkpoints(self.run_dir, warn=False)
+        if not self.cfg.resume:
+            if existing:
+                raise FileExistsError(f"{self.run_dir}: already holds checkpoints (newest {existing[-1].name}); "
+                                      f"pass --resume to continue it or choose another run directory")
+            return
+        ck = newest_checkpoint(self.run_dir)  # warns about incomplete ones
+        if ck is None:
+            log.warning("--resume: no complete checkpoint in %s, starting from scratch", self.run_dir)
+            return
+        st = load_checkpoint(ck, self.modules, self.ema, self.optimizers)
+        self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
+        self.nan_streak, self.nan_total = st["nan_streak"], st["nan_total"]
+        self.logger.truncate_after(self.step)
+        self._echo(f"resumed from {ck} at step {self.step}")
+
+    # ---- one optimizer step ----------------------------------------------------------------------------------------
+    def _train_step(self, micro_batches: list[dict]) -> dict:
+        torch.manual_seed(mix_seed(self.cfg.seed, self.step, self.info.rank))
+        np.random.seed(mix_seed(self.cfg.seed, self.step, self.info.rank) % 2 ** 32)
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        for m in self.modules.values():
+            m.train()
+        ctx = self.context()
+        finite = torch.ones((), device=self.device)
+        logs: dict[str, torch.Tensor] = {}
+        accum = len(micro_batches)
+        for mb in micro_batches:
+            mb = _to(mb, self.device)
+            with ctx.autocast:
+                for opt_name, loss, step_logs in self.stage.train_step(mb, ctx):
+                    finite = finite * torch.isfinite(loss.detach()).float()
+                    torch.autograd.backward(loss / accum, inputs=self.params[opt_name])
+                    for k, v in {f"loss_{opt_name}": loss, **step_logs}.items():
+                        v = torch.as_tensor(v, device=self.device).detach().float()
+                        logs[k] = logs.get(k, 0.0) + v / accum
+        finite = all_reduce_mean(finite, self.info)
+        ok = bool(finite.item() == 1.0)  # the one host sync per step
+        factor = lr_factor(self.step, self.cfg)
+        if ok:
+            self.nan_streak = 0
+            for name, opt in self.optimizers.items():
+                average_gradients(self.params[name], self.info)
+                if self.cfg.grad_clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_([p for p in self.params[name] if p.grad is not None],
+                                                          self.cfg.grad_clip)
+                    logs[f"grad_norm_{name}"] = norm.detach().float()
+                for g, base in zip(opt.param_groups, self.base_lrs[name]):
+                    g["lr"] = base * factor
+                opt.step()
+            self._update_ema()
+        else:
+            self.nan_streak += 1
+            self.nan_total += 1
+            for o in self.optimizers.values():
+                o.zero_grad(set_to_none=True)
+            self._echo(f"step {self.step}: non-finite loss, step skipped "
+                       f"({self.nan_streak} in a row, {self.nan_total} in total)")
+            if self.nan_streak >= self.cfg.max_nan_streak:
+                raise TrainingDiverged(f"training stopped: {self.nan_streak} consecutive steps had a NaN/Inf loss "
+                                       f"(max_nan_streak={self.cfg.max_nan_streak}) at step {self.step}; lower the "
+                                       f"learning rate, check the data, or resume from an earlier checkpoint")
+        out = {k: all_reduce_mean(v if torch.is_tensor(v) else torch.tensor(v), self.info) for k, v in logs.items()}
+        out["lr"] = torch.tensor(self.cfg.lr * factor)
+        out["skipped"] = torch.tensor(float(not ok))
+        return out
+
+    def _evaluate(self):
+        if self.info.is_main:
+            for m in self.modules.values():
+                m.eval()
+            with torch.no_grad():
+                res = self.stage.evaluate(self.context()) or {}
+            if res.get("scalars"):
+                self.logger.scalars(self.step, res["scalars"], kind="valid")
+            for k, img in (res.get("images") or {}).items():
+                self.logger.image(self.step, k, img)
+            sr = res.get("sample_rate", 16000)
+            for k, wav in (res.get("audio") or {}).items():
+                self.logger.audio(self.step, k, wav, sr)
+            self.last_eval = res.get("scalars", {})
+        if self.info.enabled:
+            torch.distributed.barrier()
+
+    # ---- the loop --------------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until max_steps; returns the last logged train scalars (and eval scalars under "valid")."""
+        cfg = self.cfg
+        self._maybe_resume()
+        self.last_eval, last = {}, {}
+        if self.step >= cfg.max_steps:
+            self._echo(f"already at step {self.step} >= max_steps={cfg.max_steps}; nothing to do")
+            return {}
+        from tqdm import tqdm
+        self._bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.info.is_main),
+                         desc=self.stage.name, file=sys.stderr, dynamic_ncols=True)
+        t_last, n_last = time.perf_counter(), self.step
+        try:
+            while self.step < cfg.max_steps:
+                self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+                if hasattr(self.dataset, "set_epoch"):
+                    self.dataset.set_epoch(self.epoch)
+                it = iter(self.loader)
+                for _ in range(self.step_in_epoch, self.sampler.steps_per_epoch):
+                    if self.step >= cfg.max_steps:
+                        break
+                    micro = [next(it) for _ in range(cfg.grad_accum)]
+                    logs = self._train_step(micro)
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                        now = time.perf_counter()
+                        last = {k: float(v) for k, v in logs.items()}
+                        last["it_per_s"] = (self.step - n_last) / max(now - t_last, 1e-9)
+                        t_last, n_last = now, self.step
+                        self.logger.scalars(self.step, last)
+                        main = next((k for k in last if k.startswith("loss_")), None)
+                        if main:
+                            self._bar.set_postfix({"loss": f"{last[main]:.4f}", "it/s": f"{last['it_per_s']:.2f}"})
+                    self._bar.update(1)
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                        self._evaluate()
+                    if self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps:
+                        self.save()
+                del it
+                if self.step_in_epoch >= self.sampler.steps_per_epoch:
+                    self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            self._evaluate()
+        finally:
+            self._bar.close()
+            self._bar = None
+            self.logger.close()
+        return {**last, "valid": self.last_eval}
