@@ -33,6 +33,10 @@ class VAEConfig:
     norm_groups: int = 32
     in_channels: int = 1
     scale_factor: float = 1.0  # 1 / std of latents over the data; set after training
+    # The network sees (log-mel - input_shift) / input_scale. AudioLDM feeds raw log-mel (0, 1); our own presets
+    # centre it (GM-note log-mels have mean ~ -8, std ~ 3), which makes short training runs converge much faster.
+    input_shift: float = 0.0
+    input_scale: float = 1.0
     mel: MelConfig = field(default_factory=MelConfig)
 
     def __post_init__(self):
@@ -43,6 +47,9 @@ class VAEConfig:
                 raise ValueError(f"VAEConfig.{name} must be positive, got {getattr(self, name)}")
         if self.ch % self.norm_groups:
             raise ValueError(f"VAEConfig.ch={self.ch} must be a multiple of norm_groups={self.norm_groups}")
+        if not (math.isfinite(self.input_scale) and self.input_scale > 0 and math.isfinite(self.input_shift)):
+            raise ValueError(f"VAEConfig.input_scale must be positive and input_shift finite, got "
+                             f"{self.input_scale}, {self.input_shift}")
         if not (math.isfinite(self.scale_factor) and self.scale_factor > 0):
             raise ValueError(f"VAEConfig.scale_factor must be a positive finite number, got {self.scale_factor}")
         if self.mel.n_mels % self.downsample:
@@ -55,9 +62,11 @@ class VAEConfig:
 
 
 VAE_PRESETS = {
-    "tiny": lambda: VAEConfig(ch=8, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=4, norm_groups=4),
+    "tiny": lambda: VAEConfig(ch=8, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=4, norm_groups=4,
+                              input_shift=-8.0, input_scale=3.0),
     # CPU-friendly: ~0.7M parameters, ~0.1 s per 1-s crop for a training step on 2 cores
-    "demo": lambda: VAEConfig(ch=16, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=8, norm_groups=8),
+    "demo": lambda: VAEConfig(ch=16, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=8, norm_groups=8,
+                              input_shift=-8.0, input_scale=3.0),
     # the shape of AudioLDM-S's VAE (~55M parameters)
     "audioldm-s": lambda: VAEConfig(ch=128, ch_mult=[1, 2, 4], num_res_blocks=2, z_channels=8, norm_groups=32),
 }
@@ -182,6 +191,7 @@ class MelVAE(nn.Module):
         pad = (-frames) % self.config.downsample
         if pad:  # pad with silence (the log floor), cropped back after decoding
             mel = F.pad(mel, (0, pad), value=math.log(self.config.mel.log_floor))
+        mel = (mel - self.config.input_shift) / self.config.input_scale
         return mel.transpose(1, 2).unsqueeze(1), frames
 
     def encode(self, mel: torch.Tensor) -> DiagonalGaussian:
@@ -192,7 +202,7 @@ class MelVAE(nn.Module):
     def decode(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """latents [B, z, H, W] -> log-mel [B, n_mels, frames] (``frames`` defaults to H * d)."""
         x = self.decoder(self.post_quant_conv(z))  # [B, 1, H*d, n_mels]
-        mel = x.squeeze(1).transpose(1, 2)
+        mel = x.squeeze(1).transpose(1, 2) * self.config.input_scale + self.config.input_shift
         return mel if frames is None else mel[..., :frames]
 
     def forward(self, mel: torch.Tensor, noise: torch.Tensor | None = None, sample: bool = True):
