@@ -1,0 +1,51 @@
+"""Audio metrics: multi-resolution STFT distance, log-mel L1 and real-time factor."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..mel import MelConfig, MelFrontend
+
+__all__ = ["mrstft_distance", "logmel_l1", "real_time_factor", "MRSTFT_RESOLUTIONS"]
+
+MRSTFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop), window = n_fft (Yamamoto et al. 2020)
+
+
+def mrstft_distance(x: torch.Tensor, ref: torch.Tensor, resolutions=MRSTFT_RESOLUTIONS) -> torch.Tensor:
+    """Multi-resolution STFT distance between waveforms [B, T] (or [T]): per resolution, spectral convergence
+    ||S_ref| - |S_x||_F / ||S_ref||_F plus mean |log |S_ref| - log |S_x||, averaged over resolutions. Returns [B]."""
+    if x.shape != ref.shape:
+        raise ValueError(f"mrstft_distance: shapes differ, {tuple(x.shape)} vs {tuple(ref.shape)}")
+    x, ref = x.float().reshape(-1, x.shape[-1]), ref.float().reshape(-1, ref.shape[-1])
+    total = torch.zeros(x.shape[0], device=x.device)
+    for n_fft, hop in resolutions:
+        w = torch.hann_window(n_fft, device=x.device)
+        sx = torch.stft(x, n_fft, hop, window=w, return_complex=True).abs().clamp(min=1e-7)
+        sr = torch.stft(ref, n_fft, hop, window=w, return_complex=True).abs().clamp(min=1e-7)
+        sc = torch.linalg.vector_norm(sr - sx, dim=(1, 2)) / torch.linalg.vector_norm(sr, dim=(1, 2)).clamp(min=1e-7)
+        mag = (sr.log() - sx.log()).abs().mean(dim=(1, 2))
+        total = total + sc + mag
+    return total / len(resolutions)
+
+
+def logmel_l1(x: torch.Tensor, ref: torch.Tensor, mel_config: MelConfig | None = None,
+              frontend: MelFrontend | None = None) -> torch.Tensor:
+    """Mean |log-mel(x) - log-mel(ref)| for waveforms [B, T]: [B]."""
+    fe = frontend or MelFrontend(mel_config).to(x.device)
+    return (fe(x.reshape(-1, x.shape[-1])) - fe(ref.reshape(-1, ref.shape[-1]))).abs().mean(dim=(1, 2))
+
+
+def real_time_factor(fn, audio_seconds: float, repeats: int = 3, sync=None) -> float:
+    """Wall seconds per second of audio produced by ``fn()`` (lower is faster; 0.02 = 50x real time).
+    One warm-up call is not timed; ``sync`` (e.g. torch.cuda.synchronize) runs before reading the clock."""
+    fn()
+    if sync:
+        sync()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if sync:
+        sync()
+    return (time.perf_counter() - t) / repeats / audio_seconds

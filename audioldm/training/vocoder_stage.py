@@ -1,0 +1,114 @@
+"""Training stage for vocoders (HiFi-GAN or Vocos): on random waveform segments, log-mel L1 (x45), and from
+``disc_start`` on, least-squares GAN losses against multi-period + multi-resolution discriminators with feature
+matching (x2) — HiFi-GAN's weights (Kong et al. 2020, eq. 6-7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..evaluation import logmel_l1, mrstft_distance
+from ..mel import MelFrontend
+from ..vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from .losses import feature_matching, lsgan_d_loss, lsgan_g_loss
+from .trainer import Stage, StepContext, TrainConfig
+
+__all__ = ["VocoderLossConfig", "VocoderStage", "evaluate_vocoder"]
+
+
+@dataclass
+class VocoderLossConfig:
+    mel_weight: float = 45.0
+    fm_weight: float = 2.0
+    gan_weight: float = 1.0
+    disc_start: int = 0  # -1: never (mel loss only)
+    disc_channels: int = 32
+    betas: tuple[float, float] = (0.8, 0.99)
+
+
+class _Discriminators(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mpd = MultiPeriodDiscriminator(channels=channels)
+        self.mrd = MultiResolutionDiscriminator(channels=channels)
+
+    def forward(self, wav):
+        l1, f1 = self.mpd(wav)
+        l2, f2 = self.mrd(wav)
+        return l1 + l2, f1 + f2
+
+
+class VocoderStage(Stage):
+    name = "vocoder"
+
+    def __init__(self, vocoder: nn.Module, loss: VocoderLossConfig | None = None, valid_dataset=None,
+                 eval_items: int = 16):
+        self.vocoder, self.loss_cfg = vocoder, loss or VocoderLossConfig()
+        self.disc = _Discriminators(self.loss_cfg.disc_channels) if self.loss_cfg.disc_start >= 0 else None
+        self.frontend = MelFrontend(vocoder.mel_config)
+        self.valid_dataset, self.eval_items = valid_dataset, eval_items
+
+    def modules(self):
+        return {"vocoder": self.vocoder, **({"disc": self.disc} if self.disc is not None else {})}
+
+    def ema_modules(self):
+        return ["vocoder"]
+
+    def optimizers(self, cfg: TrainConfig):
+        b = tuple(self.loss_cfg.betas)
+        opts = {"vocoder": torch.optim.AdamW(self.vocoder.parameters(), lr=cfg.lr, betas=b, weight_decay=0.01)}
+        if self.disc is not None:
+            opts["disc"] = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr, betas=b, weight_decay=0.01)
+        return opts
+
+    def train_step(self, batch: dict, ctx: StepContext):
+        wav, mel = batch["wav"], batch["mel"]
+        self.frontend = self.frontend.to(wav.device)
+        fake = self.vocoder(mel).float()
+        mel_loss = (self.frontend(fake) - mel).abs().mean()
+        loss = self.loss_cfg.mel_weight * mel_loss
+        logs = {"mel_l1": mel_loss.detach()}
+        use_disc = self.disc is not None and ctx.step >= self.loss_cfg.disc_start
+        if use_disc:
+            real_logits, real_feats = self.disc(wav)
+            fake_logits, fake_feats = self.disc(fake)
+            g_adv = sum(lsgan_g_loss(f) for f in fake_logits)
+            fm = sum(feature_matching(r, f) for r, f in zip(real_feats, fake_feats))
+            loss = loss + self.loss_cfg.gan_weight * g_adv + self.loss_cfg.fm_weight * fm
+            logs.update(g_adv=g_adv.detach(), fm=fm.detach())
+        yield "vocoder", loss, logs
+        if use_disc:
+            real_logits, _ = self.disc(wav)
+            fake_logits, _ = self.disc(fake.detach())
+            d_loss = sum(lsgan_d_loss(r, f) for r, f in zip(real_logits, fake_logits))
+            yield "disc", d_loss, {}
+
+    def evaluate(self, ctx: StepContext) -> dict:
+        if self.valid_dataset is None:
+            return {}
+        voc = ctx.ema.get("vocoder", self.vocoder)
+        res = evaluate_vocoder(voc, self.valid_dataset, ctx.device, self.eval_items)
+        item = self.valid_dataset[0]
+        wav = voc(item["mel"][None].to(ctx.device))[0].float()
+        return {"scalars": {"mrstft": res["mrstft"], "logmel_l1": res["logmel_l1"]}, "audio": {"vocoded": wav},
+                "sample_rate": voc.mel_config.sample_rate}
+
+
+@torch.no_grad()
+def evaluate_vocoder(vocoder, dataset, device, max_items: int | None = None, batch_size: int = 8) -> dict:
+    """Mean MR-STFT distance and log-mel L1 of vocoder(mel(wav)) against wav over the first ``max_items`` items."""
+    if hasattr(vocoder, "eval"):
+        vocoder.eval()
+    n = len(dataset) if max_items is None else min(max_items, len(dataset))
+    fe = MelFrontend(vocoder.mel_config).to(device)
+    mr, lm = [], []
+    for s in range(0, n, batch_size):
+        items = [dataset[i] for i in range(s, min(n, s + batch_size))]
+        wav = torch.stack([it["wav"] for it in items]).to(device)
+        mel = torch.stack([it["mel"] for it in items]).to(device)
+        out = vocoder(mel).float()[:, :wav.shape[-1]]
+        mr.append(mrstft_distance(out, wav).cpu())
+        lm.append(logmel_l1(out, wav, frontend=fe).cpu())
+    return {"mrstft": torch.cat(mr).mean().item(), "logmel_l1": torch.cat(lm).mean().item(), "items": n}

@@ -1,0 +1,47 @@
+"""Griffin-Lim in the vocoder slot: no weights, log-mel [B, n_mels, F] -> waveform [B, F * hop]."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import config_from_dict, config_to_dict
+from ..mel import MelConfig, griffin_lim
+
+
+@dataclass
+class GriffinLimConfig:
+    n_iter: int = 60
+    momentum: float = 0.99
+    mel: MelConfig = field(default_factory=MelConfig)
+
+
+class GriffinLimVocoder(nn.Module):
+    def __init__(self, config: GriffinLimConfig | None = None):
+        super().__init__()
+        self.config = config or GriffinLimConfig()
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return self.config.mel
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return griffin_lim(mel, self.config.mel, n_iter=self.config.n_iter, momentum=self.config.momentum)
+
+    def save_pretrained(self, folder, overwrite: bool = False):
+        folder = Path(folder)
+        if folder.exists() and not overwrite:
+            raise FileExistsError(f"{folder}: already exists; pass overwrite=True to replace it")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"kind": "griffinlim", **config_to_dict(self.config)}, indent=2))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder):
+        d = json.loads((Path(folder) / "config.json").read_text())
+        d.pop("kind", None)
+        return cls(config_from_dict(GriffinLimConfig, d, str(Path(folder) / "config.json")))

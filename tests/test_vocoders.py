@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from audioldm.data import ClipDataset, collate_clips, read_manifest
+from audioldm.evaluation import logmel_l1, mrstft_distance
+from audioldm.mel import MelConfig, MelFrontend
+from audioldm.training import TrainConfig, Trainer
+from audioldm.training.vocoder_stage import VocoderLossConfig, VocoderStage
+from audioldm.vocoders import GriffinLimVocoder, HiFiGAN, HIFIGAN_PRESETS, Vocos, build_vocoder, load_vocoder
+from audioldm.vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from audioldm.vocoders.vocos import istft_frames
+from audioldm.weights import WeightsError
+
+
+@pytest.mark.parametrize("kind,preset", [("vocos", "tiny"), ("vocos", "demo"), ("hifigan", "tiny")])
+@pytest.mark.parametrize("frames", [1, 3, 50, 101])
+def test_output_length_is_frames_times_hop(kind, preset, frames):
+    v = build_vocoder(kind, preset).eval()
+    with torch.no_grad():
+        out = v(torch.randn(2, 64, frames) - 6)
+    assert out.shape == (2, frames * 160) and torch.isfinite(out).all()
+
+
+def test_griffin_lim_slot_and_bad_shapes():
+    assert GriffinLimVocoder()(torch.randn(1, 64, 5) - 6).shape == (1, 800)
+    for v in (build_vocoder("vocos", "tiny"), build_vocoder("hifigan", "tiny")):
+        with pytest.raises(ValueError, match=r"expected log-mel \[B, 64, frames\]"):
+            v(torch.randn(1, 80, 5))
+    with pytest.raises(ValueError, match="unknown vocos preset"):
+        build_vocoder("vocos", "huge")
+    with pytest.raises(ValueError, match="upsample_rates is 80"):
+        HiFiGAN(HIFIGAN_PRESETS["tiny"]().__class__(upsample_rates=[5, 4, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4]))
+
+
+def test_istft_inverts_the_frontend_framing():
+    x = torch.randn(2, 8000)
+    w = torch.hann_window(640, periodic=True)
+    xp = torch.nn.functional.pad(x[:, None], (240, 240), mode="reflect")[:, 0]
+    spec = torch.stft(xp, 640, 160, 640, window=w, center=False, return_complex=True)
+    torch.testing.assert_close(istft_frames(spec, w, 160, 8000), x, atol=1e-5, rtol=0)
+
+
+def test_discriminator_shapes():
+    wav = torch.randn(2, 4000)
+    for d in (MultiPeriodDiscriminator(channels=4), MultiResolutionDiscriminator(channels=4)):
+        logits, feats = d(wav)
+        assert len(logits) == len(feats) == len(d.discriminators)
+        for l, f in zip(logits, feats):
+            assert l.dim() == 2 and l.shape[0] == 2 and len(f) == 6 and all(t.shape[0] == 2 for t in f)
+    assert [f[0].shape[-1] for f in MultiPeriodDiscriminator(channels=4)(wav)[1]] == [2, 3, 5, 7, 11]
+
+
+@pytest.mark.parametrize("kind", ["vocos", "hifigan"])
+def test_save_load_round_trip(kind, tmp_path):
+    v = build_vocoder(kind, "tiny").eval()
+    v.save_pretrained(tmp_path / "voc")
+    w = load_vocoder(tmp_path / "voc")
+    assert type(w) is type(v)
+    mel = torch.randn(1, 64, 20) - 6
+    with torch.no_grad():
+        torch.testing.assert_close(w(mel), v(mel), rtol=0, atol=0)
+    (tmp_path / "voc" / "config.json").write_text('{"kind": "wavenet"}')
+    with pytest.raises(WeightsError, match="wavenet"):
+        load_vocoder(tmp_path / "voc")
+
+
+def test_hifigan_matches_transformers_speecht5():
+    tf = pytest.importorskip("transformers")
+    c = HIFIGAN_PRESETS["tiny"]()
+    ref = tf.SpeechT5HifiGan(tf.SpeechT5HifiGanConfig(
+        model_in_dim=64, sampling_rate=16000, upsample_initial_channel=c.upsample_initial_channel,
+        upsample_rates=c.upsample_rates, upsample_kernel_sizes=c.upsample_kernel_sizes,
+        resblock_kernel_sizes=c.resblock_kernel_sizes, resblock_dilation_sizes=c.resblock_dilation_sizes,
+        normalize_before=False)).eval()
+    ours = HiFiGAN(c).eval()
+    state = {k: v for k, v in ref.state_dict().items() if k not in ("mean", "scale")}
+    ours.load_state_dict(state, strict=True)
+    mel = torch.randn(2, 64, 30) - 6
+    with torch.no_grad():
+        a, b = ours(mel), ref(mel.transpose(1, 2))
+    n = min(a.shape[-1], b.shape[-1])
+    assert a.shape[-1] == 30 * 160
+    torch.testing.assert_close(a[:, :n], b[:, :n], atol=1e-5, rtol=0)
+
+
+def test_metrics():
+    x = torch.randn(2, 16000) * 0.1
+    assert torch.allclose(mrstft_distance(x, x), torch.zeros(2), atol=1e-5)
+    assert (mrstft_distance(x + 0.05 * torch.randn_like(x), x) > 0.1).all()
+    assert torch.allclose(logmel_l1(x, x), torch.zeros(2))
+    with pytest.raises(ValueError, match="shapes differ"):
+        mrstft_distance(x, x[:, :100])
+
+
+@pytest.mark.parametrize("kind", ["vocos", "hifigan"])
+def test_tiny_vocoder_overfits_one_clip(kind, tiny_notes, tmp_path):
+    out, _ = tiny_notes
+    clip = [c for c in read_manifest(out / "manifest.jsonl") if c.key.endswith("trumpet_060_100.wav")]
+    ds = ClipDataset(clip * 4, clip_seconds=0.32)  # the note's attack: 0.32 s, same segment every time
+    torch.manual_seed(0)
+    voc = build_vocoder(kind, "tiny")
+    item = ds[0]
+
+    def dist():
+        with torch.no_grad():
+            return mrstft_distance(voc.eval()(item["mel"][None]), item["wav"][None]).item()
+
+    before = dist()
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), max_steps=300, batch_size=4, lr=5e-3, warmup_steps=10,
+                      ema_decay=0.0, ckpt_every=1000, log_every=50, progress=False, tensorboard=False)
+    Trainer(cfg, VocoderStage(voc, VocoderLossConfig(disc_start=280, disc_channels=4)), ds, collate_clips).fit()
+    after = dist()
+    assert after < before / 2, (before, after)  # stated factor: MR-STFT distance halves
