@@ -1,0 +1,265 @@
+"""Conditioners: turn a batch of label dicts or prompts into ``{"pooled": [B, D], "tokens": [B, L, Dt], "mask": [B, L]}``
+(tokens and mask only when the conditioner has a sequence), give the null condition for classifier-free guidance, and
+drop conditions during training.
+
+- :class:`LabelConditioner`: categorical fields (embedding per value) and numeric fields (Fourier features of the
+  value normalised to its range); a missing field uses that field's learned null embedding, an unknown value is an
+  error listing the valid ones.
+- :class:`TextConditioner`: a learned word-level (vocabulary from the training captions) or byte-level tokenizer and a
+  small transformer encoder, trained jointly with the U-Net. The null condition is the empty prompt.
+- :class:`PretrainedTextConditioner` (conditioning_pretrained.py): a frozen transformers text encoder.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LabelField", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
+           "ConditionError", "drop_conditions", "WordTokenizer", "ByteTokenizer"]
+
+
+class ConditionError(ValueError):
+    """A label or prompt the conditioner cannot encode; the message lists what it knows."""
+
+
+@dataclass
+class LabelField:
+    name: str
+    kind: str = "categorical"  # "categorical" | "numeric"
+    values: list[str] = field(default_factory=list)  # categorical: the known values
+    low: float = 0.0  # numeric: the valid (and normalisation) range
+    high: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in ("categorical", "numeric"):
+            raise ValueError(f"LabelField {self.name!r}: kind must be categorical or numeric, got {self.kind!r}")
+        if self.kind == "categorical" and not self.values:
+            raise ValueError(f"LabelField {self.name!r}: a categorical field needs its values")
+        if self.kind == "numeric" and not self.low < self.high:
+            raise ValueError(f"LabelField {self.name!r}: need low < high, got {self.low}, {self.high}")
+
+
+@dataclass
+class LabelConditionerConfig:
+    fields: list[LabelField] = field(default_factory=list)
+    dim: int = 128  # per-field embedding and token width
+    pooled_dim: int = 128
+    tokens: bool = False  # also return the field embeddings as a token sequence for cross-attention
+
+
+def _fourier(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x in [0, 1] [B] -> [B, 2n] sin/cos features at frequencies 2^k * pi."""
+    f = (2.0 ** torch.arange(n, device=x.device, dtype=torch.float32)) * math.pi
+    a = x[:, None].float() * f[None]
+    return torch.cat([a.sin(), a.cos()], -1)
+
+
+class LabelConditioner(nn.Module):
+    def __init__(self, config: LabelConditionerConfig):
+        super().__init__()
+        self.config = c = config
+        if not c.fields:
+            raise ValueError("LabelConditionerConfig.fields is empty")
+        self.embeddings = nn.ModuleDict()
+        for f in c.fields:
+            if f.kind == "categorical":
+                self.embeddings[f.name] = nn.Embedding(len(f.values) + 1, c.dim)  # index 0 = null
+            else:
+                self.embeddings[f.name] = nn.Linear(16, c.dim)
+        self.null = nn.Parameter(torch.zeros(len(c.fields), c.dim))
+        self.proj = nn.Sequential(nn.Linear(c.dim * len(c.fields), c.pooled_dim), nn.SiLU(),
+                                  nn.Linear(c.pooled_dim, c.pooled_dim))
+        self._index = {f.name: {v: i + 1 for i, v in enumerate(f.values)} for f in c.fields if f.kind == "categorical"}
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.config.pooled_dim
+
+    @property
+    def token_dim(self) -> int | None:
+        return self.config.dim if self.config.tokens else None
+
+    def describe(self) -> str:
+        parts = []
+        for f in self.config.fields:
+            parts.append(f"{f.name}: one of {f.values}" if f.kind == "categorical"
+                         else f"{f.name}: a number in [{f.low:g}, {f.high:g}]")
+        return "; ".join(parts)
+
+    def _field_embeddings(self, labels: list[dict]) -> torch.Tensor:
+        """[B, n_fields, dim]."""
+        dev = self.null.device
+        known = {f.name for f in self.config.fields}
+        for d in labels:
+            extra = sorted(set(d) - known)
+            if extra:
+                raise ConditionError(f"unknown label field(s) {extra}; this model knows {self.describe()}")
+        out = []
+        for j, f in enumerate(self.config.fields):
+            present = torch.tensor([d.get(f.name) is not None for d in labels], device=dev)
+            if f.kind == "categorical":
+                idx = []
+                for d in labels:
+                    v = d.get(f.name)
+                    if v is None:
+                        idx.append(0)
+                        continue
+                    key = str(v)
+                    if key not in self._index[f.name]:
+                        raise ConditionError(f"unknown {f.name} {v!r}; valid values: {f.values}")
+                    idx.append(self._index[f.name][key])
+                e = self.embeddings[f.name](torch.tensor(idx, device=dev))
+            else:
+                vals = []
+                for d in labels:
+                    v = d.get(f.name)
+                    if v is None:
+                        vals.append(f.low)
+                        continue
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise ConditionError(f"{f.name} must be a number in [{f.low:g}, {f.high:g}], got {v!r}")
+                    if not f.low <= v <= f.high:
+                        raise ConditionError(f"{f.name}={v:g} is out of range; valid: [{f.low:g}, {f.high:g}]")
+                    vals.append(float(v))
+                x = (torch.tensor(vals, device=dev) - f.low) / (f.high - f.low)
+                e = self.embeddings[f.name](_fourier(x, 8))
+            out.append(torch.where(present[:, None], e, self.null[j][None].expand_as(e)))
+        return torch.stack(out, 1)
+
+    def encode(self, emb: torch.Tensor) -> dict:
+        cond = {"pooled": self.proj(emb.flatten(1))}
+        if self.config.tokens:
+            cond["tokens"] = emb
+            cond["mask"] = torch.ones(emb.shape[:2], dtype=torch.bool, device=emb.device)
+        return cond
+
+    def forward(self, labels: list[dict]) -> dict:
+        return self.encode(self._field_embeddings(labels))
+
+    def null_condition(self, batch_size: int) -> dict:
+        return self.encode(self.null[None].expand(batch_size, -1, -1))
+
+
+# ---- learned text ------------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z]+[#b]?\d*|\d+|[^\sa-z\d]")
+
+
+class WordTokenizer:
+    """Lower-cased word-level tokens (note names like "c#4" stay one token); ids: 0 pad, 1 bos, 2 unk."""
+
+    SPECIAL = ["<pad>", "<bos>", "<unk>"]
+
+    def __init__(self, vocab: list[str]):
+        self.vocab = list(vocab)
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+
+    @classmethod
+    def from_texts(cls, texts, min_count: int = 1) -> "WordTokenizer":
+        counts = {}
+        for t in texts:
+            for w in _WORD.findall(t.lower()):
+                counts[w] = counts.get(w, 0) + 1
+        return cls(cls.SPECIAL + sorted(w for w, n in counts.items() if n >= min_count))
+
+    def encode(self, text: str) -> list[int]:
+        return [1] + [self.index.get(w, 2) for w in _WORD.findall(text.lower())]
+
+
+class ByteTokenizer:
+    """UTF-8 bytes + 3 (ids: 0 pad, 1 bos, 2 unused)."""
+
+    vocab = [None] * 259
+
+    def encode(self, text: str) -> list[int]:
+        return [1] + [b + 3 for b in text.encode("utf-8")]
+
+
+@dataclass
+class TextConditionerConfig:
+    tokenizer: str = "word"  # "word" | "byte"
+    vocab: list[str] = field(default_factory=list)  # word tokenizer vocabulary (saved with the model)
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    max_tokens: int = 32
+    pooled_dim: int = 128
+    tokens: bool = True
+
+
+class TextConditioner(nn.Module):
+    def __init__(self, config: TextConditionerConfig):
+        super().__init__()
+        self.config = c = config
+        if c.tokenizer == "word":
+            if not c.vocab:
+                raise ValueError("TextConditionerConfig.vocab is empty: build it with WordTokenizer.from_texts")
+            self.tokenizer = WordTokenizer(c.vocab)
+            n = len(c.vocab)
+        elif c.tokenizer == "byte":
+            self.tokenizer, n = ByteTokenizer(), 259
+        else:
+            raise ValueError(f"TextConditionerConfig.tokenizer must be 'word' or 'byte', got {c.tokenizer!r}")
+        self.token_embedding = nn.Embedding(n, c.dim, padding_idx=0)
+        self.position_embedding = nn.Parameter(torch.randn(c.max_tokens, c.dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, dropout=0.0, batch_first=True, norm_first=True,
+                                           activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(c.dim)
+        self.pool = nn.Linear(c.dim, c.pooled_dim)
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.config.pooled_dim
+
+    @property
+    def token_dim(self) -> int | None:
+        return self.config.dim if self.config.tokens else None
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids [B, L], mask [B, L] (True = real token); prompts longer than max_tokens are truncated."""
+        for p in prompts:
+            if not isinstance(p, str):
+                raise ConditionError(f"prompts must be strings, got {p!r}")
+        seqs = [self.tokenizer.encode(p)[: self.config.max_tokens] for p in prompts]
+        L = max(len(s) for s in seqs)
+        ids = torch.zeros(len(seqs), L, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+        dev = self.position_embedding.device
+        return ids.to(dev), (ids != 0).to(dev)
+
+    def forward(self, prompts: list[str]) -> dict:
+        ids, mask = self.tokenize(prompts)
+        x = self.token_embedding(ids) + self.position_embedding[: ids.shape[1]]
+        x = self.final_norm(self.encoder(x, src_key_padding_mask=~mask))
+        pooled = self.pool((x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+        cond = {"pooled": pooled}
+        if self.config.tokens:
+            cond["tokens"], cond["mask"] = x, mask
+        return cond
+
+    def null_condition(self, batch_size: int) -> dict:
+        return self([""] * batch_size)
+
+
+def drop_conditions(cond: dict, null: dict, drop: torch.Tensor) -> dict:
+    """Replace rows where ``drop`` [B] is True by the null condition (classifier-free guidance training). Token
+    sequences of different lengths are right-padded (and masked) to a common length first."""
+    out = {}
+    keep = ~drop
+    for k, v in cond.items():
+        n = null[k]
+        if v.dim() == 3 or (k == "mask"):
+            L = max(v.shape[1], n.shape[1])
+            pad = (lambda t: F.pad(t, (0, 0, 0, L - t.shape[1]))) if v.dim() == 3 else \
+                  (lambda t: F.pad(t, (0, L - t.shape[1]), value=False))
+            v, n = pad(v), pad(n)
+        out[k] = torch.where(keep.view(-1, *([1] * (v.dim() - 1))), v, n.to(v.dtype))
+    return out

@@ -1,0 +1,84 @@
+"""Latent cache: encode a clip dataset once with a trained VAE (posterior mean and std per clip) into one safetensors
+file; U-Net training reads it and never runs the VAE. Normalisation (sampling with the std, the scale factor) happens
+on the fly, so one cache serves any scale factor (EDM2's encoders.py does the same)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+
+from ..weights import WeightsError
+
+__all__ = ["build_latent_cache", "LatentDataset", "collate_latents"]
+
+
+@torch.no_grad()
+def build_latent_cache(vae, dataset, path: str | Path, device="cpu", batch_size: int = 16, progress=None) -> Path:
+    """Encode every item of a (fixed-crop) ClipDataset: writes ``mean``/``std`` [N, C, H, W] (float16) plus the rows'
+    captions and labels in the file's metadata. Written atomically."""
+    path = Path(path)
+    vae = vae.to(device).eval()
+    means, stds, rows = [], [], []
+    starts = range(0, len(dataset), batch_size)
+    for s in (progress(starts) if progress else starts):
+        items = [dataset[i] for i in range(s, min(len(dataset), s + batch_size))]
+        post = vae.encode(torch.stack([it["mel"] for it in items]).to(device))
+        means.append(post.mean.half().cpu())
+        stds.append(post.std.half().cpu())
+        for i, it in enumerate(items):
+            clip = dataset.clips[s + i]
+            rows.append({"path": clip.key, "caption": clip.caption, "captions": clip.captions, "labels": clip.labels})
+    meta = {"rows": json.dumps(rows), "scale_factor": str(vae.config.scale_factor),
+            "num_samples": str(dataset.num_samples), "mel": json.dumps(vae.config.mel.to_dict())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+class LatentDataset(Dataset):
+    """Items ``{"mean": [C, H, W], "std": [C, H, W], "caption": str | None, "labels": dict}``; with ``random_caption``
+    a phrasing is drawn per (seed, epoch, index)."""
+
+    def __init__(self, path: str | Path, random_caption: bool = True, seed: int = 0):
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: latent cache not found")
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                self.mean, self.std = f.get_tensor("mean").float(), f.get_tensor("std").float()
+            self.rows = json.loads(meta["rows"])
+            self.scale_factor = float(meta["scale_factor"])
+        except Exception as e:
+            raise WeightsError(f"{path}: not a latent cache written by build_latent_cache ({e})") from None
+        if len(self.rows) != len(self.mean):
+            raise WeightsError(f"{path}: {len(self.rows)} rows but {len(self.mean)} latents")
+        self.random_caption, self.seed, self.epoch = random_caption, seed, 0
+
+    def __len__(self):
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        row = self.rows[i]
+        caption = row["caption"] or ""
+        if self.random_caption and len(row["captions"]) > 1:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            caption = row["captions"][int(rng.integers(len(row["captions"])))]
+        return {"mean": self.mean[i], "std": self.std[i], "caption": caption, "labels": dict(row["labels"])}
+
+
+def collate_latents(items: list[dict]) -> dict:
+    return {"mean": torch.stack([it["mean"] for it in items]), "std": torch.stack([it["std"] for it in items]),
+            "caption": [it["caption"] for it in items], "labels": [it["labels"] for it in items]}
