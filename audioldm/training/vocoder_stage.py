@@ -24,14 +24,15 @@ class VocoderLossConfig:
     fm_weight: float = 2.0
     gan_weight: float = 1.0
     disc_start: int = 0  # -1: never (mel loss only)
-    disc_channels: int = 32
+    disc_channels: int = 32  # first-layer width of every sub-discriminator
+    disc_max_channels: int = 1024  # cap on the period discriminators' widths (HiFi-GAN: 1024; 64 is CPU-friendly)
     betas: tuple[float, float] = (0.8, 0.99)
 
 
 class _Discriminators(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, max_channels: int):
         super().__init__()
-        self.mpd = MultiPeriodDiscriminator(channels=channels)
+        self.mpd = MultiPeriodDiscriminator(channels=channels, max_channels=max_channels)
         self.mrd = MultiResolutionDiscriminator(channels=channels)
 
     def forward(self, wav):
@@ -46,7 +47,7 @@ class VocoderStage(Stage):
     def __init__(self, vocoder: nn.Module, loss: VocoderLossConfig | None = None, valid_dataset=None,
                  eval_items: int = 16):
         self.vocoder, self.loss_cfg = vocoder, loss or VocoderLossConfig()
-        self.disc = _Discriminators(self.loss_cfg.disc_channels) if self.loss_cfg.disc_start >= 0 else None
+        self.disc = _Discriminators(self.loss_cfg.disc_channels, self.loss_cfg.disc_max_channels) if self.loss_cfg.disc_start >= 0 else None
         self.frontend = MelFrontend(vocoder.mel_config)
         self.valid_dataset, self.eval_items = valid_dataset, eval_items
 
@@ -72,7 +73,8 @@ class VocoderStage(Stage):
         logs = {"mel_l1": mel_loss.detach()}
         use_disc = self.disc is not None and ctx.step >= self.loss_cfg.disc_start
         if use_disc:
-            real_logits, real_feats = self.disc(wav)
+            with torch.no_grad():  # real features are only targets here
+                _, real_feats = self.disc(wav)
             fake_logits, fake_feats = self.disc(fake)
             g_adv = sum(lsgan_g_loss(f) for f in fake_logits)
             fm = sum(feature_matching(r, f) for r, f in zip(real_feats, fake_feats))

@@ -16,7 +16,7 @@ __all__ = ["MultiPeriodDiscriminator", "MultiResolutionDiscriminator"]
 
 
 class PeriodDiscriminator(nn.Module):
-    def __init__(self, period: int, channels: int = 32, max_channels: int = 512):
+    def __init__(self, period: int, channels: int = 32, max_channels: int = 1024):
         super().__init__()
         self.period = period
         chs = [1, channels, channels * 4, min(channels * 16, max_channels), min(channels * 32, max_channels)]
@@ -39,9 +39,9 @@ class PeriodDiscriminator(nn.Module):
 
 
 class MultiPeriodDiscriminator(nn.Module):
-    def __init__(self, periods=(2, 3, 5, 7, 11), channels: int = 32):
+    def __init__(self, periods=(2, 3, 5, 7, 11), channels: int = 32, max_channels: int = 1024):
         super().__init__()
-        self.discriminators = nn.ModuleList([PeriodDiscriminator(p, channels) for p in periods])
+        self.discriminators = nn.ModuleList([PeriodDiscriminator(p, channels, max_channels) for p in periods])
 
     def forward(self, wav: torch.Tensor):
         outs = [d(wav) for d in self.discriminators]
