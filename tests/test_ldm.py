@@ -1,5 +1,6 @@
 """A tiny label-conditioned latent diffusion model learns two very different classes."""
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -52,3 +53,27 @@ def test_label_conditioned_model_separates_two_classes(tmp_path):
     score = (out * template("up")).mean(dim=(1, 2, 3))
     correct = (score[:8] > 0).sum() + (score[8:] < 0).sum()
     assert correct >= 15, score
+
+
+def test_latent_cache_round_trip(tiny_notes, tmp_path):
+    from audioldm.data import ClipDataset, read_manifest
+    from audioldm.data.latents import LatentDataset, build_latent_cache
+    from audioldm.vae import VAE_PRESETS, MelVAE
+    from audioldm.weights import WeightsError
+
+    clips = read_manifest(tiny_notes[0] / "manifest.jsonl")[:6]
+    ds = ClipDataset(clips, clip_seconds=0.32)
+    torch.manual_seed(0)
+    vae = MelVAE(VAE_PRESETS["tiny"]()).eval()
+    vae.config.scale_factor = 0.5
+    path = build_latent_cache(vae, ds, tmp_path / "lat.safetensors", batch_size=4)
+    lat = LatentDataset(path, seed=1)
+    assert len(lat) == 6 and lat.scale_factor == 0.5
+    item = lat[2]
+    with torch.no_grad():
+        post = vae.encode(ds[2]["mel"][None])
+    torch.testing.assert_close(item["mean"], post.mean[0], atol=2e-3, rtol=1e-3)  # stored as float16
+    assert item["labels"] == clips[2].labels and item["caption"] in clips[2].captions
+    (tmp_path / "bad.safetensors").write_bytes(b"nope")
+    with pytest.raises(WeightsError, match="bad.safetensors"):
+        LatentDataset(tmp_path / "bad.safetensors")

@@ -47,7 +47,12 @@ class LDMStage(Stage):
         mean, std = batch["mean"], batch["std"]
         shape = mean.shape[1:]
         z = self.scale * (mean + std * ctx.randn(batch, shape, salt=1))
-        cond = self.conditioner(batch[self.cond_key])
+        inputs = batch[self.cond_key]
+        if self.cond_key == "labels" and hasattr(self.conditioner.config, "fields"):
+            # manifests carry more columns than the model is conditioned on (family, program, ...): keep its fields
+            known = {f.name for f in self.conditioner.config.fields}
+            inputs = [{k: v for k, v in d.items() if k in known} for d in inputs]
+        cond = self.conditioner(inputs)
         drop = torch.tensor([random.Random(mix_seed(ctx.seed, ctx.epoch, int(i), 2)).random() < self.drop_prob
                              for i in batch["index"]], device=ctx.device)
         cond = drop_conditions(cond, self.conditioner.null_condition(len(drop)), drop)

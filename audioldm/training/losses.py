@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PatchDiscriminator", "hinge_d_loss", "hinge_g_loss", "lsgan_d_loss", "lsgan_g_loss",
+__all__ = ["mrstft_loss", "PatchDiscriminator", "hinge_d_loss", "hinge_g_loss", "lsgan_d_loss", "lsgan_g_loss",
            "feature_matching", "adaptive_weight"]
 
 
@@ -57,3 +57,18 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: to
     g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_adv = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
     return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, max_weight).detach()
+
+
+def mrstft_loss(x: torch.Tensor, ref: torch.Tensor, resolutions=((512, 128), (1024, 256), (2048, 512)),
+                floor: float = 1e-5) -> torch.Tensor:
+    """Multi-resolution STFT loss for training (Yamamoto et al. 2020, eq. 1-4): spectral convergence normalised over
+    the whole batch (a silent segment would make a per-sample ratio explode) plus log-magnitude L1 with the
+    magnitudes floored at ``floor``. x, ref: [B, T]."""
+    total = x.new_zeros(())
+    for n_fft, hop in resolutions:
+        w = torch.hann_window(n_fft, device=x.device)
+        sx = torch.stft(x.float(), n_fft, hop, window=w, return_complex=True).abs()
+        sr = torch.stft(ref.float(), n_fft, hop, window=w, return_complex=True).abs()
+        sc = torch.linalg.vector_norm(sr - sx) / torch.linalg.vector_norm(sr).clamp(min=floor)
+        total = total + sc + (sr.clamp(min=floor).log() - sx.clamp(min=floor).log()).abs().mean()
+    return total / len(resolutions)

@@ -1,5 +1,5 @@
-"""Training stage for vocoders (HiFi-GAN or Vocos): on random waveform segments, log-mel L1 (x45), and from
-``disc_start`` on, least-squares GAN losses against multi-period + multi-resolution discriminators with feature
+"""Training stage for vocoders (HiFi-GAN or Vocos): on random waveform segments, log-mel L1 (x45), optionally a
+multi-resolution STFT loss, and from ``disc_start`` on, least-squares GAN losses against multi-period + multi-resolution discriminators with feature
 matching (x2) — HiFi-GAN's weights (Kong et al. 2020, eq. 6-7)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch import nn
 from ..evaluation import logmel_l1, mrstft_distance
 from ..mel import MelFrontend
 from ..vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
-from .losses import feature_matching, lsgan_d_loss, lsgan_g_loss
+from .losses import feature_matching, lsgan_d_loss, lsgan_g_loss, mrstft_loss
 from .trainer import Stage, StepContext, TrainConfig
 
 __all__ = ["VocoderLossConfig", "VocoderStage", "evaluate_vocoder"]
@@ -23,6 +23,7 @@ class VocoderLossConfig:
     mel_weight: float = 45.0
     fm_weight: float = 2.0
     gan_weight: float = 1.0
+    stft_weight: float = 0.0  # > 0 adds the multi-resolution STFT distance (Yamamoto et al. 2020) to the generator
     disc_start: int = 0  # -1: never (mel loss only)
     disc_channels: int = 32  # first-layer width of every sub-discriminator
     disc_max_channels: int = 1024  # cap on the period discriminators' widths (HiFi-GAN: 1024; 64 is CPU-friendly)
@@ -71,6 +72,10 @@ class VocoderStage(Stage):
         mel_loss = (self.frontend(fake) - mel).abs().mean()
         loss = self.loss_cfg.mel_weight * mel_loss
         logs = {"mel_l1": mel_loss.detach()}
+        if self.loss_cfg.stft_weight > 0:
+            stft = mrstft_loss(fake, wav)
+            loss = loss + self.loss_cfg.stft_weight * stft
+            logs["mrstft"] = stft.detach()
         use_disc = self.disc is not None and ctx.step >= self.loss_cfg.disc_start
         if use_disc:
             with torch.no_grad():  # real features are only targets here

@@ -34,6 +34,8 @@ p.add_argument("--clip-seconds", type=float, default=2.0, help="validation clip 
 p.add_argument("--disc-start", type=int, default=0, help="step to switch the discriminators on (-1: never)")
 p.add_argument("--disc-channels", type=int, default=16)
 p.add_argument("--disc-max-channels", type=int, default=64, help="HiFi-GAN uses 1024; 64 keeps CPU training fast")
+p.add_argument("--stft-weight", type=float, default=5.0,
+               help="multi-resolution STFT loss weight (0 = HiFi-GAN's losses only); speeds up short CPU runs")
 p.add_argument("--ema", type=float, default=0.999)
 p.add_argument("--valid-fraction", type=float, default=0.1)
 p.add_argument("--valid-items", type=int, default=64)
@@ -61,7 +63,7 @@ cfg = TrainConfig(run_dir=args.run_dir, max_steps=args.steps, batch_size=args.ba
                   eval_every=args.eval_every, log_every=args.log_every, seed=args.seed, num_workers=args.workers,
                   device=args.device, resume=args.resume, progress=not args.no_progress)
 loss = VocoderLossConfig(disc_start=args.disc_start, disc_channels=args.disc_channels,
-                         disc_max_channels=args.disc_max_channels)
+                         disc_max_channels=args.disc_max_channels, stft_weight=args.stft_weight)
 trainer = Trainer(cfg, VocoderStage(vocoder, loss, valid_ds), train_ds, collate_clips)
 t0 = time.time()
 trainer.fit()
