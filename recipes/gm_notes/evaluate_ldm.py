@@ -20,13 +20,13 @@ from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.sampling import guided, initial_noise, noise_sampler, sample
 from audioldm.unet import UNet
 from audioldm.vae import MelVAE
-from audioldm.vocoders import load_vocoder
+from audioldm.vocoders import GriffinLimVocoder, load_vocoder
 from audioldm.weights import load_component
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--ldm", required=True, help="run dir of train_ldm.py (unet/, conditioner/, schedule.json)")
 p.add_argument("--vae", required=True)
-p.add_argument("--vocoder", required=True)
+p.add_argument("--vocoder", required=True, help="trained vocoder folder, or 'griffinlim'")
 p.add_argument("--pitches", type=int, nargs="+", default=[48, 53, 57, 60, 64, 67, 71, 76, 79, 83])
 p.add_argument("--velocity", type=int, default=80)
 p.add_argument("--seeds", type=int, default=2)
@@ -40,7 +40,8 @@ args = p.parse_args()
 torch.set_num_threads(2)
 run = Path(args.ldm)
 
-vae, vocoder = MelVAE.from_pretrained(args.vae), load_vocoder(args.vocoder)
+vae = MelVAE.from_pretrained(args.vae)
+vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
 vae.config.mel.check_same(vocoder.mel_config, "the VAE and the vocoder")
 unet = UNet.from_pretrained(run / "unet")
 cond = load_component(run / "conditioner", LabelConditioner, LabelConditionerConfig, "label_conditioner")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One call for the GPU machine (device tool): runs every benchmark on CUDA and CPU and leaves JSON under $OUT.
+#   run(command="bash bench/gpu.sh", timeout_s=540)
+# The GPU image has torch, transformers, einops, safetensors, tqdm but not librosa/soundfile/soxr; the benchmarks
+# below import only the model code (audioldm.vae/unet/vocoders), which needs none of them. diffusers is installed
+# from a wheel carried in shared/wheels if present, else the U-Net bench prints our numbers only.
+set -uo pipefail
+OUT=${OUT:-bench_out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+if ls shared/wheels/diffusers-*.whl >/dev/null 2>&1; then pip install -q --no-deps shared/wheels/diffusers-*.whl; fi
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+python bench/unet.py --presets demo audioldm-s --train-batch 32 --repeats 10 > "$OUT/unet.json" 2> "$OUT/unet.err"
+python bench/vae.py --presets demo audioldm-s --repeats 10 > "$OUT/vae.json" 2> "$OUT/vae.err"
+python bench/vocoder.py --repeats 10 > "$OUT/vocoder.json" 2> "$OUT/vocoder.err"
+tail -n 3 "$OUT"/*.err
