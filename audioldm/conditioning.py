@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LabelField", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
-           "ConditionError", "drop_conditions", "WordTokenizer", "ByteTokenizer"]
+           "ConditionError", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer",
+           "save_conditioner", "load_conditioner"]
 
 
 class ConditionError(ValueError):
@@ -249,17 +250,67 @@ class TextConditioner(nn.Module):
         return self([""] * batch_size)
 
 
+def pad_tokens(cond: dict, length: int) -> dict:
+    """Right-pad a condition's token sequence [B, L, D] (and mask [B, L], with False) to ``length`` tokens."""
+    out = dict(cond)
+    if "tokens" in cond and cond["tokens"].shape[1] < length:
+        n = length - cond["tokens"].shape[1]
+        out["tokens"] = F.pad(cond["tokens"], (0, 0, 0, n))
+        out["mask"] = F.pad(cond["mask"], (0, n), value=False)
+    return out
+
+
+def concat_conditions(a: dict, b: dict) -> dict:
+    """Stack two conditions along the batch (token sequences padded to a common length)."""
+    L = max(a["tokens"].shape[1], b["tokens"].shape[1]) if "tokens" in a else 0
+    a, b = pad_tokens(a, L), pad_tokens(b, L)
+    return {k: torch.cat([a[k], b[k].to(a[k].dtype)]) for k in a}
+
+
 def drop_conditions(cond: dict, null: dict, drop: torch.Tensor) -> dict:
     """Replace rows where ``drop`` [B] is True by the null condition (classifier-free guidance training). Token
     sequences of different lengths are right-padded (and masked) to a common length first."""
-    out = {}
+    L = max(cond["tokens"].shape[1], null["tokens"].shape[1]) if "tokens" in cond else 0
+    cond, null = pad_tokens(cond, L), pad_tokens(null, L)
     keep = ~drop
-    for k, v in cond.items():
-        n = null[k]
-        if v.dim() == 3 or (k == "mask"):
-            L = max(v.shape[1], n.shape[1])
-            pad = (lambda t: F.pad(t, (0, 0, 0, L - t.shape[1]))) if v.dim() == 3 else \
-                  (lambda t: F.pad(t, (0, L - t.shape[1]), value=False))
-            v, n = pad(v), pad(n)
-        out[k] = torch.where(keep.view(-1, *([1] * (v.dim() - 1))), v, n.to(v.dtype))
-    return out
+    return {k: torch.where(keep.view(-1, *([1] * (v.dim() - 1))), v, null[k].to(v.dtype)) for k, v in cond.items()}
+
+
+# ---- saving and loading any conditioner ---------------------------------------------------------------------------
+
+def save_conditioner(folder, conditioner: nn.Module, overwrite: bool = False):
+    """Write a conditioner folder (config.json with its "kind" + weights); see :func:`load_conditioner`."""
+    from .weights import save_component
+
+    if isinstance(conditioner, LabelConditioner):
+        return save_component(folder, conditioner, conditioner.config, "label_conditioner", overwrite=overwrite)
+    if isinstance(conditioner, TextConditioner):
+        return save_component(folder, conditioner, conditioner.config, "text_conditioner", overwrite=overwrite)
+    if hasattr(conditioner, "save_pretrained"):  # PretrainedTextConditioner
+        return conditioner.save_pretrained(folder, overwrite=overwrite)
+    raise TypeError(f"cannot save a conditioner of type {type(conditioner).__name__}")
+
+
+def load_conditioner(folder, device=None) -> nn.Module:
+    """Load a conditioner folder written by :func:`save_conditioner`, whichever kind its config.json names."""
+    import json
+    from pathlib import Path
+
+    from .weights import WeightsError, load_component
+
+    cfg = Path(folder) / "config.json"
+    if not cfg.is_file():
+        raise WeightsError(f"{cfg}: missing conditioner config")
+    try:
+        kind = json.loads(cfg.read_text(encoding="utf-8")).get("kind")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise WeightsError(f"{cfg}: invalid JSON ({e})") from None
+    if kind == "label_conditioner":
+        return load_component(folder, LabelConditioner, LabelConditionerConfig, kind, device=device)
+    if kind == "text_conditioner":
+        return load_component(folder, TextConditioner, TextConditionerConfig, kind, device=device)
+    if kind == "pretrained_text":
+        from .conditioning_pretrained import PretrainedTextConditioner
+        return PretrainedTextConditioner.from_folder(folder, device=device)
+    raise WeightsError(f"{cfg}: \"kind\" is {kind!r}; expected label_conditioner, text_conditioner or "
+                       f"pretrained_text")

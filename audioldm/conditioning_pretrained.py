@@ -92,3 +92,61 @@ class PretrainedTextConditioner(nn.Module):
 
     def null_condition(self, batch_size: int) -> dict:
         return self([""] * batch_size)
+
+    def save_pretrained(self, folder, overwrite: bool = False):
+        """Write ``folder/config.json`` (kind "pretrained_text") and the transformers model + tokenizer (safetensors)
+        into ``folder/text_model``, so the folder loads offline with :meth:`from_folder`."""
+        import json
+        import os
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from .config import config_to_dict
+
+        folder = Path(folder)
+        if folder.exists() and not overwrite:
+            raise FileExistsError(f"{folder}: already exists; pass overwrite=True to replace it")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            self.model.save_pretrained(tmp / "text_model", safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / "text_model")
+            cfg = {**config_to_dict(self.config), "source": "text_model"}
+            (tmp / "config.json").write_text(json.dumps({"kind": "pretrained_text", **cfg}, indent=2) + "\n")
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+                folder.rename(old)
+                tmp.rename(folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def from_folder(cls, folder, device=None) -> "PretrainedTextConditioner":
+        """Load what :meth:`save_pretrained` wrote (safetensors weights only; never a pickle)."""
+        import json
+        from pathlib import Path
+
+        import transformers
+
+        from .config import config_from_dict
+        from .weights import WeightsError
+
+        folder = Path(folder)
+        d = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        d.pop("kind", None)
+        config = config_from_dict(PretrainedTextConfig, d, str(folder / "config.json"))
+        src = folder / config.source
+        if not any(src.glob("*.safetensors")):
+            raise WeightsError(f"{src}: no *.safetensors text-model weights (pickled weights are never loaded)")
+        config.source = str(src)
+        auto = {"clap": transformers.ClapTextModelWithProjection, "t5": transformers.T5EncoderModel}
+        model = auto.get(config.kind, transformers.AutoModel).from_pretrained(str(src), use_safetensors=True)
+        tok = transformers.AutoTokenizer.from_pretrained(str(src))
+        out = cls(config, model=model, tokenizer=tok)
+        return out.to(device) if device is not None else out

@@ -210,11 +210,15 @@ def griffin_lim(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: i
     shift = (cfg.n_fft // 2) - cfg.pad  # = hop / 2 for the default convention
     length = frames * cfg.hop_length - shift
     window = torch.hann_window(cfg.win_length, periodic=True, device=logmel.device)
-    # griffinlim draws its random initial phase from the global RNG: seed it without disturbing the caller's.
+    # griffinlim draws its random initial phase from the global RNG: seed it per row (so a row's output does not
+    # depend on its batch) without disturbing the caller's RNG.
+    rows = []
     with torch.random.fork_rng(devices=[logmel.device] if logmel.device.type == "cuda" else []):
-        if seed is not None:
-            torch.manual_seed(seed)
-        wav = AF.griffinlim(mag, window, cfg.n_fft, cfg.hop_length, cfg.win_length, power=1.0, n_iter=n_iter,
-                            momentum=momentum, length=length, rand_init=True)
+        for m in mag:
+            if seed is not None:
+                torch.manual_seed(seed)
+            rows.append(AF.griffinlim(m, window, cfg.n_fft, cfg.hop_length, cfg.win_length, power=1.0,
+                                      n_iter=n_iter, momentum=momentum, length=length, rand_init=True))
+    wav = torch.stack(rows)
     wav = F.pad(wav, (shift, 0))
     return wav[0] if squeeze else wav

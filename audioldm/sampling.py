@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from .conditioning import concat_conditions
 from .seeding import mix_seed, randn_per_sample
 
 __all__ = ["SAMPLERS", "sample", "sample_ddim", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m",
@@ -40,7 +41,7 @@ def guided(denoise_cond: Callable, cond: dict, uncond: dict | None, scale: float
     ``denoise_cond(y, sigma, cond_dict)``; cond values are tensors with the batch first (concatenated here)."""
     if uncond is None or scale == 1.0:
         return lambda y, sigma: denoise_cond(y, sigma, cond)
-    both = {k: torch.cat([cond[k], uncond[k]]) if torch.is_tensor(cond[k]) else cond[k] for k in cond}
+    both = concat_conditions(cond, uncond)
 
     def fn(y, sigma):
         x0 = denoise_cond(torch.cat([y, y]), sigma, both)

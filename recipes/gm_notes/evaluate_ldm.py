@@ -18,6 +18,7 @@ from audioldm.conditioning import LabelConditioner, LabelConditionerConfig
 from audioldm.config import load_config
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.sampling import guided, initial_noise, noise_sampler, sample
+from audioldm.seeding import mix_seed
 from audioldm.unet import UNet
 from audioldm.vae import MelVAE
 from audioldm.vocoders import GriffinLimVocoder, load_vocoder
@@ -36,6 +37,7 @@ p.add_argument("--guidance", type=float, default=3.0)
 p.add_argument("--seconds", type=float, default=1.28)
 p.add_argument("--batch-size", type=int, default=16)
 p.add_argument("--save", default=None, help="folder to write the generated WAVs into")
+p.add_argument("--details", default=None, help="write per-note results (JSON lines) here")
 args = p.parse_args()
 torch.set_num_threads(2)
 run = Path(args.ldm)
@@ -58,7 +60,7 @@ results, t_gen = [], 0.0
 for b in range(0, len(grid), args.batch_size):
     rows = grid[b:b + args.batch_size]
     labels = [{k: r[k] for k in ("instrument", "pitch", "velocity")} for r in rows]
-    seeds = [hash((r["instrument"], r["pitch"], r["seed"])) % 2 ** 31 for r in rows]
+    seeds = [mix_seed(instruments.index(r["instrument"]), r["pitch"], r["seed"]) for r in rows]
     t0 = time.perf_counter()
     with torch.no_grad():
         c, u = cond(labels), cond.null_condition(len(rows))
@@ -81,4 +83,6 @@ per_inst = {i: float(np.mean([r["ok"] for r in results if r["instrument"] == i])
 summary = {"pitch_accuracy": float(np.mean([r["ok"] for r in results])), "per_instrument": per_inst,
            "n": len(results), "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
            "cpu_seconds_per_generated_second": round(t_gen / (len(results) * args.seconds), 4)}
+if args.details:
+    Path(args.details).write_text("".join(json.dumps(r) + "\n" for r in results))
 print(json.dumps(summary, indent=2))

@@ -1,0 +1,166 @@
+"""Audio-to-audio with a loaded :class:`~audioldm.pipeline.AudioLDM`:
+
+- :func:`transform` — SDEdit (Meng et al. 2022): noise the input's latents to ``strength`` of the schedule and
+  denoise under a new prompt/labels (style transfer at high strength, variations at low strength).
+- :func:`inpaint` — regenerate the time range [start, end): the latents outside it are held to the input's at every
+  step (the clean estimate is replaced there), and the output waveform outside the range is the input, sample-exact,
+  with short crossfades inside the range.
+- :func:`super_resolve` — the same latent replacement over the mel bands below a cutoff; the output keeps the input's
+  STFT below the cutoff and takes the generated one above it.
+
+Inputs: a path (loaded and resampled to the model rate), or an array/tensor [T] or [B, T] at the model rate (or at
+``sample_rate``, then resampled). One prompt/label dict applies to every row; a list gives one per row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AudioError, load_audio, resample
+from .mel import mel_filterbank
+from .sampling import initial_noise
+from .seeding import mix_seed, randn_per_sample
+
+__all__ = ["transform", "inpaint", "super_resolve", "splice_time", "splice_bands"]
+
+
+def _input_audio(pipe, audio, sample_rate: int | None) -> torch.Tensor:
+    """-> float32 [B, T] at the model rate."""
+    sr = pipe.sample_rate
+    if isinstance(audio, (str, Path)):
+        return torch.from_numpy(load_audio(audio, sr))[None]
+    arr = audio.detach().cpu().float().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise AudioError(f"audio: expected a waveform [T] or [B, T] with T > 0, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise AudioError("audio: contains NaN or Inf samples")
+    if sample_rate is not None and sample_rate != sr:
+        arr = np.stack([resample(row, sample_rate, sr) for row in arr])
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def _setup(pipe, audio, prompt, labels, sample_rate, steps, guidance, sampler, seed):
+    wav = _input_audio(pipe, audio, sample_rate)
+    b = wav.shape[0]
+    if prompt is not None and not isinstance(prompt, str) and len(prompt) != b:
+        raise ValueError(f"prompt: got {len(prompt)} prompts for {b} audio rows")
+    if labels is not None and not isinstance(labels, dict) and len(labels) != b:
+        raise ValueError(f"labels: got {len(labels)} label dicts for {b} audio rows")
+    one = isinstance(prompt, str) or isinstance(labels, dict)
+    prompts, label_list = pipe.requests(prompt, labels, b if one else 1)
+    s = pipe.settings(wav.shape[1] / pipe.sample_rate, steps, guidance, sampler)
+    frames = -(-wav.shape[1] // pipe.mel_config.hop_length)
+    shape = pipe.latent_shape(frames)
+    z0 = pipe.encode(wav, shape[1] * pipe.vae.config.downsample)
+    return wav, prompts, label_list, s, pipe.seeds_for(seed, b), frames, shape, z0
+
+
+def _result(pipe, wav_out, mel, z, prompts, labels, seeds, params):
+    from . import __version__
+    from .pipeline import GenerationResult
+    params = {**params, "seeds": seeds, "model": pipe.name, "audioldm_version": __version__}
+    return GenerationResult(wav_out.cpu().numpy().astype(np.float32), pipe.sample_rate, mel.cpu(), z.cpu(),
+                            prompts, labels, seeds, params)
+
+
+def transform(pipe, audio, prompt=None, labels=None, strength: float = 0.6, steps: int | None = None,
+              guidance: float | None = None, sampler: str | None = None, seed=None, negative_prompt=None,
+              negative_labels=None, sample_rate: int | None = None, progress: bool = True):
+    """SDEdit. ``strength`` in [0, 1]: 0 returns the VAE + vocoder reconstruction, 1 starts from (almost) pure noise;
+    ``steps`` counts the full schedule, of which the last ``round(steps * strength)`` are run."""
+    if not (isinstance(strength, (int, float)) and 0.0 <= strength <= 1.0):
+        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    wav, prompts, labels_, s, seeds, frames, shape, z0 = _setup(pipe, audio, prompt, labels, sample_rate, steps,
+                                                                guidance, sampler, seed)
+    sig = pipe.schedule.sampling_sigmas(s["steps"])
+    k = s["steps"] - int(round(s["steps"] * strength))
+    noise = randn_per_sample([mix_seed(x, -1) for x in seeds], shape, pipe.device)
+    y = z0 + float(sig[k]) * noise  # the input at noise level sigma_k (y = x0 + sigma eps)
+    cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
+    with pipe.progress_bar(s["steps"] - k, progress, "transform") as bar:
+        z = pipe.denoise_latents(y, sig[k:], cond, uncond, s["guidance"], s["sampler"], seeds, bar=bar)
+    mel, out = pipe.decode(z, frames, wav.shape[1])
+    return _result(pipe, out, mel, z, prompts, labels_, seeds, {**s, "mode": "transform", "strength": strength})
+
+
+def splice_time(orig: torch.Tensor, gen: torch.Tensor, start: int, end: int, fade: int) -> torch.Tensor:
+    """[B, T] -> orig outside samples [start, end), gen inside, with linear crossfades of ``fade`` samples placed
+    inside the range (so the output outside it is exactly ``orig``)."""
+    w = torch.zeros(orig.shape[-1])
+    w[start:end] = 1.0
+    f = max(0, min(fade, (end - start) // 2))
+    if f:
+        ramp = torch.arange(1, f + 1, dtype=torch.float32) / (f + 1)
+        w[start:start + f] = ramp
+        w[end - f:end] = ramp.flip(0)
+    w = w.to(orig.device)
+    return orig * (1 - w) + gen.to(orig.device) * w
+
+
+def inpaint(pipe, audio, start: float, end: float, prompt=None, labels=None, steps: int | None = None,
+            guidance: float | None = None, sampler: str | None = None, seed=None, negative_prompt=None,
+            negative_labels=None, sample_rate: int | None = None, fade: float = 0.02, progress: bool = True):
+    """Regenerate seconds [start, end) of each row; the rest of the output equals the input."""
+    wav, prompts, labels_, s, seeds, frames, shape, z0 = _setup(pipe, audio, prompt, labels, sample_rate, steps,
+                                                                guidance, sampler, seed)
+    dur = wav.shape[1] / pipe.sample_rate
+    if not (0.0 <= start < end <= dur + 1e-9):
+        raise ValueError(f"inpaint: need 0 <= start < end <= {dur:.3f} s (the input's duration), got [{start}, {end})")
+    s0, s1 = int(round(start * pipe.sample_rate)), min(int(round(end * pipe.sample_rate)), wav.shape[1])
+    per_latent = pipe.mel_config.hop_length * pipe.vae.config.downsample  # samples per latent frame
+    m = torch.ones(1, 1, shape[1], 1, device=pipe.device)
+    m[:, :, s0 // per_latent: -(-s1 // per_latent)] = 0
+    sig = pipe.schedule.sampling_sigmas(s["steps"])
+    x = initial_noise(seeds, shape, float(sig[0]), pipe.device)
+    cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
+    with pipe.progress_bar(s["steps"], progress, "inpaint") as bar:
+        z = pipe.denoise_latents(x, sig, cond, uncond, s["guidance"], s["sampler"], seeds, keep=(z0, m), bar=bar)
+    mel, gen = pipe.decode(z, frames, wav.shape[1])
+    out = splice_time(wav.to(gen.device), gen, s0, s1, int(fade * pipe.sample_rate))
+    return _result(pipe, out, mel, z, prompts, labels_, seeds,
+                   {**s, "mode": "inpaint", "start": start, "end": end, "fade": fade})
+
+
+def splice_bands(orig: torch.Tensor, gen: torch.Tensor, cutoff_hz: float, sample_rate: int, n_fft: int = 1024,
+                 crossover_hz: float = 100.0) -> torch.Tensor:
+    """[B, T] -> STFT of ``orig`` below ``cutoff_hz`` and of ``gen`` above, with a linear crossover of
+    ``crossover_hz`` just above the cutoff; inverse STFT back to [B, T]."""
+    win = torch.hann_window(n_fft, device=orig.device)
+    spec = lambda x: torch.stft(x, n_fft, n_fft // 4, window=win, return_complex=True)  # noqa: E731
+    a, b = spec(orig), spec(gen.to(orig.device))
+    freqs = torch.arange(a.shape[1], device=orig.device) * sample_rate / n_fft
+    w = ((freqs - cutoff_hz) / max(crossover_hz, 1e-6)).clamp(0, 1)[:, None]  # 0 = keep orig, 1 = take gen
+    return torch.istft(a * (1 - w) + b * w, n_fft, n_fft // 4, window=win, length=orig.shape[-1])
+
+
+def super_resolve(pipe, audio, cutoff_hz: float = 4000.0, prompt=None, labels=None, steps: int | None = None,
+                  guidance: float | None = None, sampler: str | None = None, seed=None, negative_prompt=None,
+                  negative_labels=None, sample_rate: int | None = None, progress: bool = True):
+    """Keep the input below ``cutoff_hz`` (its latent columns are held, its STFT bins are copied) and generate the
+    bands above it."""
+    nyq = pipe.sample_rate / 2
+    if not (isinstance(cutoff_hz, (int, float)) and 0 < cutoff_hz < nyq):
+        raise ValueError(f"cutoff_hz must be in (0, {nyq:g}) Hz, got {cutoff_hz!r}")
+    wav, prompts, labels_, s, seeds, frames, shape, z0 = _setup(pipe, audio, prompt, labels, sample_rate, steps,
+                                                                guidance, sampler, seed)
+    # a latent column is kept when every mel band it covers lies below the cutoff
+    fb = mel_filterbank(pipe.mel_config)  # [n_mels, n_freqs]
+    hz = np.arange(fb.shape[1]) * pipe.sample_rate / pipe.mel_config.n_fft
+    band_top = np.array([hz[np.nonzero(row)[0].max()] if row.any() else 0.0 for row in fb])
+    d = pipe.vae.config.downsample
+    col_top = band_top.reshape(-1, d).max(1)
+    m = torch.from_numpy((col_top <= cutoff_hz).astype(np.float32)).to(pipe.device).view(1, 1, 1, -1)
+    sig = pipe.schedule.sampling_sigmas(s["steps"])
+    x = initial_noise(seeds, shape, float(sig[0]), pipe.device)
+    cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
+    with pipe.progress_bar(s["steps"], progress, "super-resolve") as bar:
+        z = pipe.denoise_latents(x, sig, cond, uncond, s["guidance"], s["sampler"], seeds, keep=(z0, m), bar=bar)
+    mel, gen = pipe.decode(z, frames, wav.shape[1])
+    out = splice_bands(wav.to(gen.device), gen, cutoff_hz, pipe.sample_rate)
+    return _result(pipe, out, mel, z, prompts, labels_, seeds,
+                   {**s, "mode": "super_resolve", "cutoff_hz": cutoff_hz, "kept_latent_columns": int(m.sum())})

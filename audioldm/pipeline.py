@@ -1,0 +1,399 @@
+"""The inference object: :class:`AudioLDM` loads a model folder (``from_pretrained``), writes one
+(``save_pretrained``) and generates audio from prompts or labels (``generate``); audio-to-audio editing
+(``transform``, ``inpaint``, ``super_resolve``) lives in editing.py and is exposed here as methods.
+
+A model folder (../shared/DESIGN.md) is ``model_index.json`` + ``vae/``, ``unet/``, ``conditioner/``, ``vocoder/``,
+each a component folder (config.json + model.safetensors). ``model_index.json`` names the components and holds the
+toolkit version, the sample rate, the MelConfig, the noise schedule and the default generation settings.
+
+Precision: weights stay float32; ``dtype`` (bfloat16 / float16) is the autocast compute type of the U-Net and VAE
+(float16 only on CUDA/MPS). The mel front-end and the vocoder always run in float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .conditioning import ConditionError, LabelConditioner, load_conditioner, save_conditioner
+from .config import config_from_dict, config_to_dict
+from .diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
+from .mel import MelConfig, MelFrontend
+from .sampling import SAMPLERS, guided, initial_noise, noise_sampler, sample
+from .unet import UNet
+from .vae import MelVAE
+from .vocoders import load_vocoder
+from .weights import WeightsError
+
+__all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError", "MODEL_INDEX"]
+
+MODEL_INDEX = "model_index.json"
+COMPONENTS = ("vae", "unet", "conditioner", "vocoder")
+
+
+class PipelineError(ValueError):
+    """A model folder or a generation request that cannot be used; the message names the component/field."""
+
+
+@dataclass
+class GenerationDefaults:
+    """Settings ``generate`` uses when the caller leaves them out (stored in model_index.json)."""
+
+    duration: float = 1.28
+    steps: int = 25
+    guidance: float = 3.0
+    sampler: str = "dpmpp_2m"
+
+
+@dataclass
+class GenerationResult:
+    """``audio`` float32 [N, T] at ``sample_rate``; ``mels`` [N, n_mels, frames] and ``latents`` [N, C, H, W] (CPU
+    float32); per-sample ``prompts``, ``labels`` and ``seeds``; ``params``: every setting used."""
+
+    audio: np.ndarray
+    sample_rate: int
+    mels: torch.Tensor
+    latents: torch.Tensor
+    prompts: list
+    labels: list
+    seeds: list[int]
+    params: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+
+def _resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _resolve_folder(path_or_id) -> Path:
+    """A local model folder, or a hub id fetched (safetensors and JSON only) through huggingface_hub."""
+    p = Path(path_or_id)
+    if p.exists():
+        if not p.is_dir():
+            raise PipelineError(f"{p}: expected a model folder (with {MODEL_INDEX}), got a file")
+        return p
+    s = str(path_or_id)
+    if s.count("/") != 1 or s.startswith((".", "/")) or os.sep in s.replace("/", ""):
+        raise PipelineError(f"{p}: model folder not found")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise PipelineError(f"{s}: no such folder, and huggingface_hub is not installed to fetch it as a hub id") \
+            from None
+    try:
+        return Path(snapshot_download(s, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except Exception as e:  # offline, unknown repo, ...
+        raise PipelineError(f"{s}: not a local folder and could not be fetched from the hub ({type(e).__name__}: "
+                            f"{e})") from None
+
+
+class AudioLDM:
+    """VAE + conditional U-Net + noise schedule + conditioner + vocoder, ready to generate."""
+
+    def __init__(self, vae: MelVAE, unet: UNet, schedule: NoiseSchedule, conditioner: torch.nn.Module,
+                 vocoder: torch.nn.Module, defaults: GenerationDefaults | None = None, name: str = "audioldm-model"):
+        self.vae, self.unet, self.schedule = vae.eval(), unet.eval(), schedule
+        self.conditioner, self.vocoder = conditioner.eval(), vocoder.eval()
+        self.defaults = defaults or GenerationDefaults()
+        self.name = name
+        self.diffusion = LatentDiffusion(unet, schedule)
+        self.frontend = MelFrontend(vae.mel_config)
+        self.dtype = torch.float32
+        self._check()
+
+    # ---- consistency of the parts ----------------------------------------------------------------------------------
+    def _check(self) -> None:
+        vae_c, unet_c = self.vae.config, self.unet.config
+        try:
+            vae_c.mel.check_same(self.vocoder.mel_config, "vae and vocoder")
+        except ValueError as e:
+            raise PipelineError(f"vocoder: {e}") from None
+        checks = [("unet", "in_channels", unet_c.in_channels, "vae z_channels", vae_c.z_channels),
+                  ("unet", "out_channels", unet_c.out_channels, "vae z_channels", vae_c.z_channels),
+                  ("unet", "cond_dim", unet_c.cond_dim, "conditioner pooled_dim", self.conditioner.pooled_dim),
+                  ("unet", "context_dim", unet_c.context_dim, "conditioner token_dim", self.conditioner.token_dim)]
+        for comp, key, have, what, want in checks:
+            if have != want:
+                raise PipelineError(f"{comp}: config {key}={have} does not match the {what} ({want})")
+        width = vae_c.mel.n_mels // vae_c.downsample
+        if width % unet_c.downsample:
+            raise PipelineError(f"unet: {len(unet_c.block_channels)} levels need the latent width ({width}) to divide "
+                                f"by {unet_c.downsample}")
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return self.vae.mel_config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def uses_labels(self) -> bool:
+        return isinstance(self.conditioner, LabelConditioner)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
+        """Move every part to ``device`` ("auto": CUDA, then MPS, then CPU); ``dtype`` sets the compute precision."""
+        dev = _resolve_device(device) if device is not None else self.device
+        for m in (self.vae, self.unet, self.conditioner, self.vocoder, self.frontend):
+            m.to(dev)
+        if dtype is not None:
+            if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+                raise PipelineError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+            if dtype == torch.float16 and dev.type == "cpu":
+                raise PipelineError("dtype float16 needs a GPU; use bfloat16 or float32 on CPU")
+            self.dtype = dtype
+        return self
+
+    def autocast(self):
+        """The autocast context for U-Net and VAE calls (a no-op in float32)."""
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    # ---- folders ---------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_id, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
+        """Load a model folder (or a hub id). ``device`` None = CPU, "auto" = CUDA/MPS when present."""
+        folder = _resolve_folder(path_or_id)
+        index_path = folder / MODEL_INDEX
+        if not index_path.is_file():
+            raise PipelineError(f"{index_path}: missing; a model folder needs {MODEL_INDEX} + {', '.join(COMPONENTS)}")
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise PipelineError(f"{index_path}: invalid JSON ({e})") from None
+        if not isinstance(index, dict) or index.get("format") != "audioldm":
+            raise PipelineError(f"{index_path}: not an audioldm model index (\"format\" should be \"audioldm\")")
+        comps = index.get("components", {})
+        missing = [c for c in COMPONENTS if c not in comps]
+        if missing:
+            raise PipelineError(f"{index_path}: \"components\" lacks {missing}")
+        try:
+            vae = MelVAE.from_pretrained(folder / comps["vae"])
+            unet = UNet.from_pretrained(folder / comps["unet"])
+            conditioner = load_conditioner(folder / comps["conditioner"])
+            vocoder = load_vocoder(folder / comps["vocoder"])
+            schedule = NoiseSchedule(config_from_dict(ScheduleConfig, index.get("schedule", {}),
+                                                      f"{index_path} \"schedule\""))
+            defaults = config_from_dict(GenerationDefaults, index.get("defaults", {}), f"{index_path} \"defaults\"")
+            mel = config_from_dict(MelConfig, index.get("mel", {}), f"{index_path} \"mel\"")
+        except (WeightsError, ValueError) as e:
+            raise PipelineError(str(e)) from None
+        try:
+            mel.check_same(vae.mel_config, f"{MODEL_INDEX} and vae")
+        except ValueError as e:
+            raise PipelineError(f"{index_path}: {e}") from None
+        pipe = cls(vae, unet, schedule, conditioner, vocoder, defaults, name=index.get("name", folder.name))
+        return pipe.to(device if device is not None else "cpu", dtype)
+
+    def save_pretrained(self, path, overwrite: bool = False) -> Path:
+        """Write the model folder atomically (a temporary sibling folder renamed into place)."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.vae.save_pretrained(tmp / "vae")
+            self.unet.save_pretrained(tmp / "unet")
+            save_conditioner(tmp / "conditioner", self.conditioner)
+            self.vocoder.save_pretrained(tmp / "vocoder")
+            index = {"format": "audioldm", "audioldm_version": __version__, "name": self.name,
+                     "sample_rate": self.sample_rate, "conditioning": "labels" if self.uses_labels else "text",
+                     "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
+                     "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults)}
+            (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    # ---- building blocks shared by generate and the editing modes ---------------------------------------------------
+    def latent_shape(self, frames: int) -> tuple[int, int, int]:
+        """(C, H, W) of the latents for ``frames`` mel frames, H rounded up so the U-Net can downsample it."""
+        d, u = self.vae.config.downsample, self.unet.config.downsample
+        h = -(-frames // d)
+        return self.vae.config.z_channels, -(-h // u) * u, self.mel_config.n_mels // d
+
+    def requests(self, prompt=None, labels=None, num_per_prompt: int = 1) -> tuple[list, list]:
+        """Normalise single/list prompts or labels into per-sample lists (prompts, labels), checking the kind."""
+        if (prompt is None) == (labels is None):
+            raise ConditionError("pass exactly one of prompt= (text models) or labels= (label models)")
+        if labels is not None:
+            if not self.uses_labels:
+                raise ConditionError(f"{self.name} is text-conditioned; pass prompt= instead of labels=")
+            items = [labels] if isinstance(labels, dict) else list(labels)
+            if not items or not all(isinstance(x, dict) for x in items):
+                raise ConditionError("labels must be a dict or a non-empty list of dicts")
+        else:
+            if self.uses_labels:
+                raise ConditionError(f"{self.name} is label-conditioned; pass labels= (fields: "
+                                     f"{[f.name for f in self.conditioner.config.fields]}) instead of prompt=")
+            items = [prompt] if isinstance(prompt, str) else list(prompt)
+            if not items or not all(isinstance(x, str) for x in items):
+                raise ConditionError("prompt must be a string or a non-empty list of strings")
+        if not isinstance(num_per_prompt, int) or num_per_prompt < 1:
+            raise ConditionError(f"num_per_prompt must be a positive integer, got {num_per_prompt!r}")
+        items = [x for x in items for _ in range(num_per_prompt)]
+        return ([None] * len(items), items) if labels is not None else (items, [None] * len(items))
+
+    def conditions(self, prompts: list, labels: list, negative_prompt=None, negative_labels=None) -> tuple[dict, dict]:
+        """(condition, unconditional/negative condition) for one batch."""
+        with torch.no_grad():
+            cond = self.conditioner(labels) if self.uses_labels else self.conditioner(prompts)
+            n = len(prompts)
+            if negative_prompt is not None:
+                if self.uses_labels:
+                    raise ConditionError("negative_prompt needs a text-conditioned model; use negative_labels=")
+                uncond = self.conditioner([negative_prompt] * n)
+            elif negative_labels is not None:
+                if not self.uses_labels:
+                    raise ConditionError("negative_labels needs a label-conditioned model; use negative_prompt=")
+                uncond = self.conditioner([negative_labels] * n)
+            else:
+                uncond = self.conditioner.null_condition(n)
+        return cond, uncond
+
+    def denoise_latents(self, x: torch.Tensor, sigmas: torch.Tensor, cond: dict, uncond: dict, guidance: float,
+                        sampler: str, seeds: list[int], keep: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        bar=None) -> torch.Tensor:
+        """Run ``sampler`` from y = x at sigmas[0] down to 0. ``keep`` = (z0 [B, C, H, W], m [1|B, 1, H, W] in
+        {0, 1}): where m is 1 the clean estimate is replaced by z0 at every step, so those latents end exactly at z0
+        while the rest is generated in context (inpainting, super-resolution)."""
+        den = guided(self.diffusion.denoise, cond, uncond, guidance)
+        if keep is not None:
+            z0, m = keep
+            base = den
+            den = lambda y, s: base(y, s) * (1 - m) + z0 * m  # noqa: E731
+        callback = (lambda i, x_, x0: bar.update(1)) if bar is not None else None
+        with torch.no_grad(), self.autocast():
+            return sample(sampler, den, x, sigmas, noise=noise_sampler(seeds, x.shape[1:], x.device),
+                          callback=callback).float()
+
+    def decode(self, z: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """latents [B, C, H, W] -> (log-mel [B, n_mels, frames], waveform [B, samples]) in float32."""
+        with torch.no_grad():
+            with self.autocast():
+                mel = self.vae.decode_latents(z, frames)
+            wav = self.vocoder(mel.float()).float()
+        return mel.float(), wav[:, :samples]
+
+    def encode(self, audio: torch.Tensor, frames_total: int) -> torch.Tensor:
+        """waveform [B, T] -> scaled latents [B, C, H, W] of a mel padded (with silence) to ``frames_total``."""
+        with torch.no_grad():
+            mel = self.frontend(audio.to(self.device).float())
+            pad = frames_total - mel.shape[-1]
+            if pad > 0:
+                mel = torch.nn.functional.pad(mel, (0, pad), value=float(np.log(self.mel_config.log_floor)))
+            with self.autocast():
+                return self.vae.encode_latents(mel).float()
+
+    def settings(self, duration, steps, guidance, sampler) -> dict:
+        """Validated generation settings, defaults filled in."""
+        d = self.defaults
+        s = {"duration": d.duration if duration is None else duration, "steps": d.steps if steps is None else steps,
+             "guidance": d.guidance if guidance is None else guidance, "sampler": sampler or d.sampler}
+        if not (isinstance(s["duration"], (int, float)) and np.isfinite(s["duration"]) and s["duration"] > 0):
+            raise PipelineError(f"duration must be a positive number of seconds, got {s['duration']!r}")
+        if not isinstance(s["steps"], int) or s["steps"] < 1:
+            raise PipelineError(f"steps must be a positive integer, got {s['steps']!r}")
+        if not (isinstance(s["guidance"], (int, float)) and np.isfinite(s["guidance"])):
+            raise PipelineError(f"guidance must be a finite number, got {s['guidance']!r}")
+        if s["sampler"] not in SAMPLERS:
+            raise PipelineError(f"unknown sampler {s['sampler']!r}; known: {sorted(SAMPLERS)}")
+        return s
+
+    def seeds_for(self, seed, n: int) -> list[int]:
+        """Per-sample seeds: an int gives seed, seed + 1, ...; a list is used as is; None draws one at random."""
+        if seed is None:
+            seed = int.from_bytes(os.urandom(4), "little")
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != n or not all(isinstance(s, int) for s in seed):
+                raise PipelineError(f"seed: expected an int or a list of {n} ints, got {seed!r}")
+            return [int(s) for s in seed]
+        if not isinstance(seed, (int, np.integer)):
+            raise PipelineError(f"seed must be an int or a list of ints, got {seed!r}")
+        return [int(seed) + i for i in range(n)]
+
+    def progress_bar(self, total: int, progress: bool, desc: str):
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not progress, leave=False)
+
+    # ---- text/labels to audio ----------------------------------------------------------------------------------------
+    def generate(self, prompt=None, labels=None, duration: float | None = None, steps: int | None = None,
+                 guidance: float | None = None, sampler: str | None = None, seed=None, negative_prompt=None,
+                 negative_labels=None, num_per_prompt: int = 1, batch_size: int = 8,
+                 progress: bool = True) -> GenerationResult:
+        """Generate ``len(prompts) * num_per_prompt`` clips of ``duration`` seconds. Sample k uses seed k (see
+        :meth:`seeds_for`) and equals generating it alone with that seed."""
+        prompts, label_list = self.requests(prompt, labels, num_per_prompt)
+        s = self.settings(duration, steps, guidance, sampler)
+        n = len(prompts)
+        seeds = self.seeds_for(seed, n)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")
+        samples = int(round(s["duration"] * self.sample_rate))
+        frames = -(-samples // self.mel_config.hop_length)
+        shape = self.latent_shape(frames)
+        sig = self.schedule.sampling_sigmas(s["steps"])
+        audio, mels, lats = [], [], []
+        with self.progress_bar(n * s["steps"], progress, "generate") as bar:
+            for b in range(0, n, batch_size):
+                sl = slice(b, b + batch_size)
+                cond, uncond = self.conditions(prompts[sl], label_list[sl], negative_prompt, negative_labels)
+                x = initial_noise(seeds[sl], shape, float(sig[0]), self.device)
+                z = self.denoise_latents(x, sig, cond, uncond, s["guidance"], s["sampler"], seeds[sl], bar=bar)
+                mel, wav = self.decode(z, frames, samples)
+                audio.append(wav.cpu())
+                mels.append(mel.cpu())
+                lats.append(z.cpu())
+        params = {**s, "mode": "generate", "seeds": seeds, "negative_prompt": negative_prompt,
+                  "negative_labels": negative_labels, "model": self.name, "audioldm_version": __version__}
+        return GenerationResult(torch.cat(audio).numpy().astype(np.float32), self.sample_rate, torch.cat(mels),
+                                torch.cat(lats), prompts, label_list, seeds, params)
+
+    # ---- audio to audio (editing.py) ----------------------------------------------------------------------------------
+    def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:
+        """SDEdit: noise the input's latents to ``strength`` of the schedule and denoise under the new condition."""
+        from .editing import transform
+        return transform(self, audio, prompt=prompt, labels=labels, strength=strength, **kw)
+
+    def inpaint(self, audio, start: float, end: float, prompt=None, labels=None, **kw) -> GenerationResult:
+        """Regenerate seconds [start, end) of ``audio`` in context; everything outside is kept sample-exact."""
+        from .editing import inpaint
+        return inpaint(self, audio, start, end, prompt=prompt, labels=labels, **kw)
+
+    def super_resolve(self, audio, cutoff_hz: float = 4000.0, prompt=None, labels=None, **kw) -> GenerationResult:
+        """Keep the input below ``cutoff_hz`` and generate the bands above it."""
+        from .editing import super_resolve
+        return super_resolve(self, audio, cutoff_hz, prompt=prompt, labels=labels, **kw)
