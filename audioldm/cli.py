@@ -1,10 +1,12 @@
-"""The `audioldm` command line: `audioldm --version`, `audioldm info FILE...`."""
+"""The `audioldm` command line: `audioldm --version`, `audioldm info FILE...`, `audioldm generate PROMPT -o OUT`,
+`audioldm export --prompts FILE --out DIR`. Exit codes: 0 success, 1 some samples/files failed, 2 bad usage or input."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 
 from . import __version__
@@ -32,6 +34,104 @@ def _cmd_info(args) -> int:
     return status
 
 
+def default_model() -> str | None:
+    """The model shipped inside the package (audioldm/models/gm-notes-demo), or $AUDIOLDM_MODEL when set."""
+    from pathlib import Path
+
+    env = os.environ.get("AUDIOLDM_MODEL")
+    if env:
+        return env
+    shipped = Path(__file__).parent / "models" / "gm-notes-demo"
+    return str(shipped) if (shipped / "model_index.json").is_file() else None
+
+
+def _parse_labels(items: list[str] | None) -> dict | None:
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise ValueError(f"--labels: expected KEY=VALUE, got {it!r}")
+        for cast in (int, float):
+            try:
+                v = cast(v)
+                break
+            except ValueError:
+                pass
+        out[k] = v
+    return out
+
+
+def _load_pipeline(args):
+    import torch
+
+    from .pipeline import AudioLDM
+
+    model = args.model or default_model()
+    if model is None:
+        raise ValueError("no --model given and no model is shipped with this install (set --model or $AUDIOLDM_MODEL)")
+    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    return AudioLDM.from_pretrained(model, device=args.device, dtype=dtype), model
+
+
+def _cmd_generate(args) -> int:
+    from pathlib import Path
+
+    from .audio import save_audio
+
+    labels = _parse_labels(args.labels)
+    if (args.prompt is None) == (labels is None):
+        raise ValueError("give a PROMPT or --labels KEY=VALUE ... (not both)")
+    out = Path(args.output)
+    paths = [out] if args.num == 1 else [out.with_name(f"{out.stem}_{k + 1}{out.suffix}") for k in range(args.num)]
+    clash = [str(p) for p in paths if p.exists()]
+    if clash and not args.overwrite:
+        raise FileExistsError(f"{', '.join(clash)}: already exists; pass --overwrite to replace")
+    pipe, _ = _load_pipeline(args)
+    res = pipe.generate(prompt=args.prompt, labels=labels, duration=args.duration, steps=args.steps,
+                        guidance=args.guidance, sampler=args.sampler, seed=args.seed,
+                        negative_prompt=args.negative_prompt, num_per_prompt=args.num, progress=not args.quiet)
+    for p, wav in zip(paths, res.audio):
+        save_audio(p, wav, res.sample_rate, overwrite=args.overwrite)
+        if not args.quiet:
+            print(f"wrote {p} ({len(wav) / res.sample_rate:.2f} s, seed {res.seeds[paths.index(p)]})", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_samples, read_prompt_file
+
+    rows = read_prompt_file(args.prompts)
+    pipe, model = _load_pipeline(args)
+    man = export_samples(pipe, rows, args.out, duration=args.duration, steps=args.steps, guidance=args.guidance,
+                         sampler=args.sampler, seed=args.seed, negative_prompt=args.negative_prompt,
+                         num_per_prompt=args.num, fmt=args.format, overwrite=args.overwrite,
+                         progress=not args.quiet, model_id=model)
+    for f in man["failures"]:
+        print(f"error: row {f['row']} (line {f['line']}): {f['error']}", file=sys.stderr)
+    if not args.quiet:
+        print(f"exported {len(man['samples'])} sample(s) to {args.out} ({len(man['failures'])} row(s) failed); "
+              f"open {args.out}/index.html", file=sys.stderr)
+    return 1 if man["failures"] else 0
+
+
+def _generation_args(sp) -> None:
+    sp.add_argument("--model", default=None, help="model folder or hub id (default: the model shipped with audioldm)")
+    sp.add_argument("--duration", type=float, default=None, help="seconds (default: the model's)")
+    sp.add_argument("--steps", type=int, default=None)
+    sp.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    sp.add_argument("--sampler", default=None, help="ddim, ddpm, euler, heun or dpmpp_2m")
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--negative-prompt", default=None)
+    sp.add_argument("--num", type=int, default=1, help="samples per prompt")
+    sp.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="compute precision of the U-Net and VAE")
+    sp.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audioldm", description="Audio latent diffusion toolkit.")
     p.add_argument("--version", action="version", version=f"audioldm {__version__}")
@@ -40,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("files", nargs="+", metavar="FILE")
     info.add_argument("--json", action="store_true", help="one JSON object per file")
     info.set_defaults(func=_cmd_info)
+    gen = sub.add_parser("generate", help="generate audio from a prompt or labels into one file")
+    gen.add_argument("prompt", nargs="?", default=None)
+    gen.add_argument("--labels", nargs="+", metavar="KEY=VALUE", help="label conditioning, e.g. instrument=flute pitch=60")
+    gen.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac)")
+    _generation_args(gen)
+    gen.set_defaults(func=_cmd_generate)
+    exp = sub.add_parser("export", help="generate every row of a prompt file into a folder with an HTML gallery")
+    exp.add_argument("--prompts", required=True, help=".txt (one prompt per line), .jsonl or .csv")
+    exp.add_argument("--out", required=True, help="output folder")
+    exp.add_argument("--format", default="wav", choices=["wav", "flac"])
+    _generation_args(exp)
+    exp.set_defaults(func=_cmd_export)
     return p
 
 
@@ -49,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in ("generate", "export"):
+        try:
+            return args.func(args)
+        except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return args.func(args)
 
 
