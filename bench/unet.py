@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from audioldm.convert.diffusers import diffusers_unet
 from audioldm.unet import UNET_PRESETS, UNet
 
 p = argparse.ArgumentParser()
@@ -25,20 +26,6 @@ p.add_argument("--repeats", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 args = p.parse_args()
 torch.set_num_threads(args.threads)
-
-
-def diffusers_unet(c):
-    from diffusers import UNet2DConditionModel
-    down = ["CrossAttnDownBlock2D" if i in c.attention_levels else "DownBlock2D" for i in range(len(c.block_channels))]
-    up = ["CrossAttnUpBlock2D" if i in c.attention_levels else "UpBlock2D"
-          for i in reversed(range(len(c.block_channels)))]
-    return UNet2DConditionModel(
-        in_channels=c.in_channels, out_channels=c.out_channels, down_block_types=down, up_block_types=up,
-        block_out_channels=c.block_channels, layers_per_block=c.num_res_blocks, norm_num_groups=c.norm_groups,
-        attention_head_dim=[ch // c.head_dim for ch in c.block_channels],  # diffusers reads this as the head count
-        cross_attention_dim=c.block_channels if c.context_dim is None else c.context_dim,
-        class_embed_type="simple_projection", projection_class_embeddings_input_dim=c.cond_dim,
-        class_embeddings_concat=c.cond_mode == "concat", flip_sin_to_cos=True, freq_shift=0)
 
 
 def timed(fn, dev, repeats):

@@ -11,6 +11,7 @@ import json
 
 import torch
 
+from audioldm.convert.diffusers import speecht5_hifigan
 from audioldm.evaluation import real_time_factor
 from audioldm.vocoders import HIFIGAN_PRESETS, build_vocoder
 
@@ -21,16 +22,6 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--models", nargs="+", default=["vocos:demo", "vocos:base", "hifigan:v2", "hifigan:audioldm-s"])
 args = p.parse_args()
 torch.set_num_threads(args.threads)
-
-
-def speecht5(preset: str):
-    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
-    c = HIFIGAN_PRESETS[preset]()
-    return SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=c.mel.n_mels, sampling_rate=c.mel.sample_rate, upsample_initial_channel=c.upsample_initial_channel,
-        upsample_rates=c.upsample_rates, upsample_kernel_sizes=c.upsample_kernel_sizes,
-        resblock_kernel_sizes=c.resblock_kernel_sizes, resblock_dilation_sizes=c.resblock_dilation_sizes,
-        leaky_relu_slope=c.leaky_relu_slope, normalize_before=False)).eval()
 
 
 results = []
@@ -47,7 +38,7 @@ for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
                "ours_x_real_time": round(ours, 2)}
         try:
             ref_preset = preset if kind == "hifigan" else "audioldm-s"
-            ref = speecht5(ref_preset).to(dev)
+            ref = speecht5_hifigan(HIFIGAN_PRESETS[ref_preset]()).to(dev)
             spec_in = mel.transpose(1, 2)
             with torch.no_grad():
                 theirs = 1 / real_time_factor(lambda: ref(spec_in), args.seconds, args.repeats, sync)

@@ -1,0 +1,1 @@
+"""Interop with diffusers / transformers formats (their libraries are optional: imported only when called)."""
