@@ -35,13 +35,13 @@ def _cmd_info(args) -> int:
 
 
 def default_model() -> str | None:
-    """The model shipped inside the package (audioldm/models/gm-notes-demo), or $AUDIOLDM_MODEL when set."""
+    """The model shipped inside the package (audioldm/pretrained/gm-notes), or $AUDIOLDM_MODEL when set."""
     from pathlib import Path
 
     env = os.environ.get("AUDIOLDM_MODEL")
     if env:
         return env
-    shipped = Path(__file__).parent / "models" / "gm-notes-demo"
+    shipped = Path(__file__).parent / "pretrained" / "gm-notes"
     return str(shipped) if (shipped / "model_index.json").is_file() else None
 
 

@@ -36,6 +36,8 @@ class LabelField:
     values: list[str] = field(default_factory=list)  # categorical: the known values
     low: float = 0.0  # numeric: the valid (and normalisation) range
     high: float = 1.0
+    aliases: dict = field(default_factory=dict)  # prompt words -> value (e.g. "sax": "saxophone", "loud": 120)
+    note_names: bool = False  # numeric: prompts may give MIDI pitches as note names (C4 = 60)
 
     def __post_init__(self):
         if self.kind not in ("categorical", "numeric"):
@@ -52,6 +54,7 @@ class LabelConditionerConfig:
     dim: int = 128  # per-field embedding and token width
     pooled_dim: int = 128
     tokens: bool = False  # also return the field embeddings as a token sequence for cross-attention
+    parse_prompts: bool = False  # accept text prompts, parsed into labels (prompt_labels.py)
 
 
 def _fourier(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -92,6 +95,13 @@ class LabelConditioner(nn.Module):
             parts.append(f"{f.name}: one of {f.values}" if f.kind == "categorical"
                          else f"{f.name}: a number in [{f.low:g}, {f.high:g}]")
         return "; ".join(parts)
+
+    def parse(self, prompts: list[str]) -> list[dict]:
+        """Text prompts -> label dicts (see prompt_labels.py); needs ``parse_prompts``."""
+        from .prompt_labels import parse_prompt
+        if not self.config.parse_prompts:
+            raise ConditionError(f"this label model does not read text prompts; pass labels ({self.describe()})")
+        return [parse_prompt(p, self.config.fields) for p in prompts]
 
     def _field_embeddings(self, labels: list[dict]) -> torch.Tensor:
         """[B, n_fields, dim]."""

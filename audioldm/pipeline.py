@@ -154,6 +154,11 @@ class AudioLDM:
     def uses_labels(self) -> bool:
         return isinstance(self.conditioner, LabelConditioner)
 
+    @property
+    def reads_prompts(self) -> bool:
+        """Text models, and label models whose conditioner parses prompts into labels."""
+        return not self.uses_labels or self.conditioner.config.parse_prompts
+
     def to(self, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
         """Move every part to ``device`` ("auto": CUDA, then MPS, then CPU); ``dtype`` sets the compute precision."""
         dev = _resolve_device(device) if device is not None else self.device
@@ -209,18 +214,22 @@ class AudioLDM:
         pipe = cls(vae, unet, schedule, conditioner, vocoder, defaults, name=index.get("name", folder.name))
         return pipe.to(device if device is not None else "cpu", dtype)
 
-    def save_pretrained(self, path, overwrite: bool = False) -> Path:
-        """Write the model folder atomically (a temporary sibling folder renamed into place)."""
+    def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
+        """Write the model folder atomically (a temporary sibling folder renamed into place). ``dtype`` (e.g.
+        torch.float16) stores the VAE, U-Net and vocoder weights at that precision (they load back as float32)."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            self.vae.save_pretrained(tmp / "vae")
-            self.unet.save_pretrained(tmp / "unet")
+            self.vae.save_pretrained(tmp / "vae", dtype=dtype)
+            self.unet.save_pretrained(tmp / "unet", dtype=dtype)
             save_conditioner(tmp / "conditioner", self.conditioner)
-            self.vocoder.save_pretrained(tmp / "vocoder")
+            if list(self.vocoder.parameters()):
+                self.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
+            else:  # Griffin-Lim: config only
+                self.vocoder.save_pretrained(tmp / "vocoder")
             index = {"format": "audioldm", "audioldm_version": __version__, "name": self.name,
                      "sample_rate": self.sample_rate, "conditioning": "labels" if self.uses_labels else "text",
                      "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
@@ -256,7 +265,7 @@ class AudioLDM:
             if not items or not all(isinstance(x, dict) for x in items):
                 raise ConditionError("labels must be a dict or a non-empty list of dicts")
         else:
-            if self.uses_labels:
+            if not self.reads_prompts:
                 raise ConditionError(f"{self.name} is label-conditioned; pass labels= (fields: "
                                      f"{[f.name for f in self.conditioner.config.fields]}) instead of prompt=")
             items = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -265,7 +274,10 @@ class AudioLDM:
         if not isinstance(num_per_prompt, int) or num_per_prompt < 1:
             raise ConditionError(f"num_per_prompt must be a positive integer, got {num_per_prompt!r}")
         items = [x for x in items for _ in range(num_per_prompt)]
-        return ([None] * len(items), items) if labels is not None else (items, [None] * len(items))
+        if labels is not None:
+            return [None] * len(items), items
+        # a label model that reads prompts: parse them into labels now (errors name the prompt)
+        return items, (self.conditioner.parse(items) if self.uses_labels else [None] * len(items))
 
     def conditions(self, prompts: list, labels: list, negative_prompt=None, negative_labels=None) -> tuple[dict, dict]:
         """(condition, unconditional/negative condition) for one batch."""
@@ -273,9 +285,10 @@ class AudioLDM:
             cond = self.conditioner(labels) if self.uses_labels else self.conditioner(prompts)
             n = len(prompts)
             if negative_prompt is not None:
-                if self.uses_labels:
-                    raise ConditionError("negative_prompt needs a text-conditioned model; use negative_labels=")
-                uncond = self.conditioner([negative_prompt] * n)
+                if not self.reads_prompts:
+                    raise ConditionError("negative_prompt needs a model that reads prompts; use negative_labels=")
+                neg = self.conditioner.parse([negative_prompt]) * n if self.uses_labels else [negative_prompt] * n
+                uncond = self.conditioner(neg)
             elif negative_labels is not None:
                 if not self.uses_labels:
                     raise ConditionError("negative_labels needs a label-conditioned model; use negative_prompt=")

@@ -106,6 +106,15 @@ def test_label_model_and_bf16_on_cpu(pipe):
         lab.generate(labels={"instrument": "tuba"}, progress=False)
     with pytest.raises(ConditionError, match="label-conditioned"):
         lab.generate("piano", progress=False)
+    # a label model whose conditioner reads prompts: text is parsed into the same labels
+    cond.config.fields[1].note_names = True
+    cond.config.parse_prompts = True
+    a = lab.generate("a piano playing C4", duration=0.2, steps=2, seed=0, progress=False)
+    b = lab.generate(labels={"instrument": "piano", "pitch": 60}, duration=0.2, steps=2, seed=0, progress=False)
+    assert a.labels == [{"instrument": "piano", "pitch": 60}] and a.prompts == ["a piano playing C4"]
+    np.testing.assert_array_equal(a.audio, b.audio)
+    with pytest.raises(ConditionError, match="names nothing"):
+        lab.generate("a cat", progress=False)
     f32 = pipe.generate("piano", duration=0.2, steps=3, seed=2, progress=False).audio
     pipe.to("cpu", torch.bfloat16)
     try:

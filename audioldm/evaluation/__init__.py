@@ -1,5 +1,7 @@
 """Evaluation metrics (see metrics.py)."""
 
-from .metrics import logmel_l1, mrstft_distance, real_time_factor
+from .classifier import NoteClassifier, NoteClassifierConfig, frechet_distance, train_classifier
+from .metrics import logmel_l1, mrstft_distance, pitch_error_cents, real_time_factor
 
-__all__ = ["logmel_l1", "mrstft_distance", "real_time_factor"]
+__all__ = ["logmel_l1", "mrstft_distance", "real_time_factor", "pitch_error_cents", "NoteClassifier",
+           "NoteClassifierConfig", "train_classifier", "frechet_distance"]

@@ -8,7 +8,7 @@ import torch
 
 from ..mel import MelConfig, MelFrontend
 
-__all__ = ["mrstft_distance", "logmel_l1", "real_time_factor", "MRSTFT_RESOLUTIONS"]
+__all__ = ["mrstft_distance", "logmel_l1", "real_time_factor", "pitch_error_cents", "MRSTFT_RESOLUTIONS"]
 
 MRSTFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop), window = n_fft (Yamamoto et al. 2020)
 
@@ -49,3 +49,14 @@ def real_time_factor(fn, audio_seconds: float, repeats: int = 3, sync=None) -> f
     if sync:
         sync()
     return (time.perf_counter() - t) / repeats / audio_seconds
+
+
+def pitch_error_cents(wav, sample_rate: int, midi: float, start: float = 0.1, end: float = 0.9) -> float:
+    """Cents between the median YIN f0 of ``wav`` [T] over seconds [start, end) (the held part of a note) and MIDI
+    pitch ``midi`` (librosa.yin, 40-2100 Hz, 2048-sample frames)."""
+    import librosa
+    import numpy as np
+
+    x = np.asarray(wav, dtype=np.float32)[int(start * sample_rate):int(end * sample_rate)]
+    f0 = librosa.yin(x, fmin=40, fmax=2100, sr=sample_rate, frame_length=2048)
+    return float(1200 * np.log2(np.median(f0) / librosa.midi_to_hz(midi)))

@@ -46,8 +46,12 @@ class VocoderStage(Stage):
     name = "vocoder"
 
     def __init__(self, vocoder: nn.Module, loss: VocoderLossConfig | None = None, valid_dataset=None,
-                 eval_items: int = 16):
+                 eval_items: int = 16, mel_input: nn.Module | None = None):
+        """``mel_input``: an optional frozen module mapping the true log-mel [B, n_mels, F] to the vocoder's input
+        (e.g. a VAE round trip, so the vocoder learns to invert the mels it will get at generation time); the losses
+        still compare against the true audio and mel."""
         self.vocoder, self.loss_cfg = vocoder, loss or VocoderLossConfig()
+        self.mel_input = mel_input.eval().requires_grad_(False) if mel_input is not None else None
         self.disc = _Discriminators(self.loss_cfg.disc_channels, self.loss_cfg.disc_max_channels) if self.loss_cfg.disc_start >= 0 else None
         self.frontend = MelFrontend(vocoder.mel_config)
         self.valid_dataset, self.eval_items = valid_dataset, eval_items
@@ -68,7 +72,12 @@ class VocoderStage(Stage):
     def train_step(self, batch: dict, ctx: StepContext):
         wav, mel = batch["wav"], batch["mel"]
         self.frontend = self.frontend.to(wav.device)
-        fake = self.vocoder(mel).float()
+        if self.mel_input is not None:
+            with torch.no_grad():
+                inp = self.mel_input.to(wav.device)(mel).float()
+        else:
+            inp = mel
+        fake = self.vocoder(inp).float()
         mel_loss = (self.frontend(fake) - mel).abs().mean()
         loss = self.loss_cfg.mel_weight * mel_loss
         logs = {"mel_l1": mel_loss.detach()}

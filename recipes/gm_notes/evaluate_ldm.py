@@ -10,13 +10,13 @@ import json
 import time
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 
 from audioldm.conditioning import LabelConditioner, LabelConditionerConfig
 from audioldm.config import load_config
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
+from audioldm.evaluation import pitch_error_cents
 from audioldm.sampling import guided, initial_noise, noise_sampler, sample
 from audioldm.seeding import mix_seed
 from audioldm.unet import UNet
@@ -70,9 +70,7 @@ for b in range(0, len(grid), args.batch_size):
         wav = vocoder(mel).float()
     t_gen += time.perf_counter() - t0
     for r, w in zip(rows, wav.numpy()):
-        held = w[int(0.1 * mel_cfg.sample_rate):int(0.9 * mel_cfg.sample_rate)]
-        f0 = librosa.yin(held, fmin=40, fmax=2100, sr=mel_cfg.sample_rate, frame_length=2048)
-        cents = float(1200 * np.log2(np.median(f0) / librosa.midi_to_hz(r["pitch"])))
+        cents = pitch_error_cents(w, mel_cfg.sample_rate, r["pitch"])
         results.append({**r, "cents": round(cents, 1), "ok": abs(cents) <= 50})
         if args.save:
             from audioldm.audio import save_audio

@@ -26,10 +26,13 @@ p.add_argument("--sample-rate", type=int, default=16000)
 p.add_argument("--gain-db", type=float, default=6.0, help="synth gain; 0 dB gives peaks of only ~0.2")
 p.add_argument("--clip-seconds", type=float, default=None, help="override the preset's clip length (2.0 s)")
 p.add_argument("--hold-seconds", type=float, default=None, help="override how long the note is held (1.0 s)")
+p.add_argument("--velocities", type=int, nargs="+", default=None, help="override the preset's velocities")
 p.add_argument("--overwrite", action="store_true", help="replace an existing manifest in --out")
 args = p.parse_args()
 
 grid = GRID_PRESETS[args.preset]
+if args.velocities is not None:
+    grid = dataclasses.replace(grid, velocities=args.velocities)
 if args.clip_seconds is not None:
     grid = dataclasses.replace(grid, clip_seconds=args.clip_seconds)
 if args.hold_seconds is not None:

@@ -17,7 +17,8 @@ import torch
 from audioldm.data import ClipDataset, collate_clips, load_clips, split_by_hash
 from audioldm.training import TrainConfig, Trainer
 from audioldm.training.vocoder_stage import VocoderLossConfig, VocoderStage, evaluate_vocoder
-from audioldm.vocoders import GriffinLimVocoder, build_vocoder
+from audioldm.vae import MelVAE
+from audioldm.vocoders import GriffinLimVocoder, build_vocoder, load_vocoder
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", required=True, help="manifest (.jsonl/.csv) or audio folder")
@@ -47,12 +48,33 @@ p.add_argument("--device", default="auto")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--skip-bad", action="store_true")
 p.add_argument("--resume", action="store_true")
+p.add_argument("--init", default=None, help="start from this trained vocoder folder (fine-tuning)")
+p.add_argument("--vae", default=None, help="train on this VAE's reconstructions of the mels (what generation feeds "
+                                           "the vocoder); losses still use the true audio")
 p.add_argument("--no-progress", action="store_true")
 args = p.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 torch.manual_seed(args.seed)
 
-vocoder = build_vocoder(args.model, args.preset)
+vocoder = load_vocoder(args.init) if args.init else build_vocoder(args.model, args.preset)
+
+
+class VAERoundTrip(torch.nn.Module):
+    """log-mel -> the VAE's reconstruction from its posterior mean."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, mel):
+        return self.vae(mel, sample=False)[0]
+
+
+mel_input = None
+if args.vae:
+    vae = MelVAE.from_pretrained(args.vae)
+    vae.config.mel.check_same(vocoder.mel_config, "the VAE and the vocoder")
+    mel_input = VAERoundTrip(vae)
 mel_cfg = vocoder.mel_config
 train_clips, valid_clips = split_by_hash(load_clips(args.data, skip_bad=args.skip_bad), args.valid_fraction)
 train_ds = ClipDataset(train_clips, mel_cfg, args.segment_seconds, random_crop=True, seed=args.seed)
@@ -64,7 +86,7 @@ cfg = TrainConfig(run_dir=args.run_dir, max_steps=args.steps, batch_size=args.ba
                   device=args.device, resume=args.resume, progress=not args.no_progress)
 loss = VocoderLossConfig(disc_start=args.disc_start, disc_channels=args.disc_channels,
                          disc_max_channels=args.disc_max_channels, stft_weight=args.stft_weight)
-trainer = Trainer(cfg, VocoderStage(vocoder, loss, valid_ds), train_ds, collate_clips)
+trainer = Trainer(cfg, VocoderStage(vocoder, loss, valid_ds, mel_input=mel_input), train_ds, collate_clips)
 t0 = time.time()
 trainer.fit()
 minutes = (time.time() - t0) / 60

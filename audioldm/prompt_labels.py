@@ -1,0 +1,84 @@
+"""Text prompts -> label dicts for label-conditioned models, driven by the model's own label fields, so one trained
+label model answers both ``labels={"instrument": "violin", "pitch": 72}`` and ``"a loud violin note, C5"``.
+
+Rules (case-insensitive, whole words):
+- a categorical field matches its values and its ``aliases`` (word -> value), multi-word values included;
+- a numeric field with ``note_names`` takes scientific pitch names (C4 = MIDI 60; C#4, Db4, Bb3, "middle C") or
+  "pitch 72" / "midi 72" / "note 72";
+- a numeric field's ``aliases`` map words to numbers (e.g. velocity: soft 40, medium 80, loud 120).
+A field the prompt does not mention stays unset (the conditioner's null embedding for it). A prompt that mentions
+nothing the model knows, or two different values for one field, is a :class:`ConditionError` listing what it knows.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_prompt", "NOTE_OFFSETS"]
+
+NOTE_OFFSETS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_NOTE = re.compile(r"(?<![a-z0-9#])([a-g])(#|♯|b|♭|-sharp|-flat| sharp| flat)?(-?[0-9])(?![0-9a-z])")
+_NUMBER = re.compile(r"\b(?:pitch|midi|note)\s*(?:=|:)?\s*(\d{1,3})\b")
+
+
+def _words(text: str) -> str:
+    return " " + re.sub(r"[^a-z0-9#♯♭]+", " ", text.lower()) + " "
+
+
+def _notes(text: str) -> list[int]:
+    t = text.lower()
+    out = []
+    for letter, acc, octave in _NOTE.findall(t):
+        shift = 1 if acc in ("#", "♯", "-sharp", " sharp") else (-1 if acc in ("b", "♭", "-flat", " flat") else 0)
+        out.append(12 * (int(octave) + 1) + NOTE_OFFSETS[letter] + shift)
+    if re.search(r"\bmiddle c\b", t):
+        out.append(60)
+    out += [int(n) for n in _NUMBER.findall(t)]
+    return out
+
+
+def parse_prompt(text: str, fields) -> dict:
+    """``fields``: the conditioner's LabelField list. Returns {field name: value} for the fields the prompt names."""
+    from .conditioning import ConditionError
+
+    if not isinstance(text, str):
+        raise ConditionError(f"prompts must be strings, got {text!r}")
+    words = _words(text)
+    out = {}
+    for f in fields:
+        found = set()
+        if f.kind == "categorical":
+            names = {v.lower(): v for v in f.values}
+            names.update({a.lower(): v for a, v in f.aliases.items()})
+            for name, value in names.items():
+                if f" {_words(name).strip()} " in words:
+                    found.add(value)
+        else:
+            if f.note_names:
+                found.update(_notes(text))
+            for a, v in f.aliases.items():
+                if f" {_words(a).strip()} " in words:
+                    found.add(v)
+        if len(found) > 1:
+            raise ConditionError(f"prompt {text!r} names several {f.name} values {sorted(found, key=str)}; give one")
+        if found:
+            out[f.name] = found.pop()
+    if not out:
+        raise ConditionError(f"prompt {text!r} names nothing this model knows; it understands {describe(fields)}")
+    return out
+
+
+def describe(fields) -> str:
+    parts = []
+    for f in fields:
+        if f.kind == "categorical":
+            extra = f" (or {sorted(f.aliases)})" if f.aliases else ""
+            parts.append(f"{f.name}: {f.values}{extra}")
+        else:
+            how = [f"a number in [{f.low:g}, {f.high:g}]"]
+            if f.note_names:
+                how.append("a note name such as C4 = 60")
+            if f.aliases:
+                how.append(f"one of {sorted(f.aliases)}")
+            parts.append(f"{f.name}: " + " or ".join(how))
+    return "; ".join(parts)

@@ -1,0 +1,55 @@
+"""python recipes/gm_notes/package.py --vae runs/vae_demo/vae --ldm runs/ldm_demo --vocoder runs/vocos_demo/vocoder --out audioldm/pretrained/gm-notes --fp16
+
+Assemble trained parts into one model folder (model_index.json + vae/ unet/ conditioner/ vocoder/) for
+``AudioLDM.from_pretrained`` and the CLI. For a label model the conditioner is set to read text prompts too: note
+names for pitch (C4 = 60), velocity words (soft / medium / loud), instrument names. ``--fp16`` stores the weights as
+float16 (they load as float32). Prints the folder size.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from audioldm.conditioning import LabelConditioner, load_conditioner
+from audioldm.config import load_config
+from audioldm.diffusion import NoiseSchedule, ScheduleConfig
+from audioldm.pipeline import AudioLDM, GenerationDefaults
+from audioldm.unet import UNet
+from audioldm.vae import MelVAE
+from audioldm.vocoders import GriffinLimVocoder, load_vocoder
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("--vae", required=True)
+p.add_argument("--ldm", required=True, help="run dir of train_ldm.py (unet/, conditioner/, schedule.json)")
+p.add_argument("--vocoder", required=True, help="trained vocoder folder, or 'griffinlim'")
+p.add_argument("--out", required=True)
+p.add_argument("--name", default="gm-notes-demo")
+p.add_argument("--duration", type=float, default=2.0, help="default generation length (seconds)")
+p.add_argument("--steps", type=int, default=25)
+p.add_argument("--guidance", type=float, default=3.0)
+p.add_argument("--sampler", default="dpmpp_2m")
+p.add_argument("--fp16", action="store_true")
+p.add_argument("--overwrite", action="store_true")
+args = p.parse_args()
+run = Path(args.ldm)
+
+cond = load_conditioner(run / "conditioner")
+if isinstance(cond, LabelConditioner):  # let the label model read prompts too
+    for f in cond.config.fields:
+        if f.name == "pitch":
+            f.note_names = True
+        elif f.name == "velocity":
+            f.aliases = {w: v for w, v in [("soft", 40), ("quiet", 40), ("gentle", 40), ("medium", 80),
+                                           ("moderate", 80), ("loud", 120), ("strong", 120), ("forte", 120)]
+                         if f.low <= v <= f.high}
+    cond.config.parse_prompts = True
+vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
+pipe = AudioLDM(MelVAE.from_pretrained(args.vae), UNet.from_pretrained(run / "unet"),
+                NoiseSchedule(load_config(ScheduleConfig, run / "schedule.json")), cond, vocoder,
+                GenerationDefaults(args.duration, args.steps, args.guidance, args.sampler), name=args.name)
+out = pipe.save_pretrained(args.out, overwrite=args.overwrite, dtype=torch.float16 if args.fp16 else None)
+size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+print(json.dumps({"model": str(out), "size_MB": round(size / 2 ** 20, 2), "conditioning": cond.describe()
+                  if isinstance(cond, LabelConditioner) else "text"}, indent=2))
