@@ -116,6 +116,19 @@ def _cmd_export(args) -> int:
     return 1 if man["failures"] else 0
 
 
+def _cmd_convert(args) -> int:
+    import torch
+
+    from .convert.diffusers import convert_diffusers_folder, is_diffusers_folder
+
+    if not is_diffusers_folder(args.src):
+        raise ValueError(f"{args.src}: not a diffusers AudioLDM folder (model_index.json with AudioLDMPipeline)")
+    out = convert_diffusers_folder(args.src, args.dst, overwrite=args.overwrite,
+                                   dtype=torch.float16 if args.fp16 else None)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _generation_args(sp) -> None:
     sp.add_argument("--model", default=None, help="model folder or hub id (default: the model shipped with audioldm)")
     sp.add_argument("--duration", type=float, default=None, help="seconds (default: the model's)")
@@ -152,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", default="wav", choices=["wav", "flac"])
     _generation_args(exp)
     exp.set_defaults(func=_cmd_export)
+    conv = sub.add_parser("convert", help="write our model folder from a diffusers-format AudioLDM folder")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.add_argument("--fp16", action="store_true", help="store float16 weights")
+    conv.add_argument("--overwrite", action="store_true")
+    conv.set_defaults(func=_cmd_convert)
     return p
 
 
@@ -161,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.command in ("generate", "export"):
+    if args.command in ("generate", "export", "convert"):
         try:
             return args.func(args)
         except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:

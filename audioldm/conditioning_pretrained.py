@@ -113,6 +113,7 @@ class PretrainedTextConditioner(nn.Module):
             self.model.save_pretrained(tmp / "text_model", safe_serialization=True)
             self.tokenizer.save_pretrained(tmp / "text_model")
             cfg = {**config_to_dict(self.config), "source": "text_model"}
+            cfg["text_kind"] = cfg.pop("kind")  # "kind" names the component in config.json
             (tmp / "config.json").write_text(json.dumps({"kind": "pretrained_text", **cfg}, indent=2) + "\n")
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
@@ -140,6 +141,8 @@ class PretrainedTextConditioner(nn.Module):
         folder = Path(folder)
         d = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         d.pop("kind", None)
+        if "text_kind" in d:
+            d["kind"] = d.pop("text_kind")
         config = config_from_dict(PretrainedTextConfig, d, str(folder / "config.json"))
         src = folder / config.source
         if not any(src.glob("*.safetensors")):

@@ -26,12 +26,17 @@ class ScheduleConfig:
     zero_terminal_snr: bool = False  # Lin et al. 2024, algorithm 1
     prediction: str = "eps"  # "eps" | "v"
     min_snr_gamma: float = 0.0  # > 0: min-SNR loss weighting (Hang et al. 2023); 0: plain MSE
+    spacing: str = "leading"  # sampling timestep spacing (diffusers' timestep_spacing): leading | trailing | linspace
+    steps_offset: int = 1  # added to "leading" timesteps (diffusers' steps_offset)
+    set_alpha_to_one: bool = True  # False: sampling stops at t = 0's noise level, as diffusers' DDIM (AudioLDM)
 
     def __post_init__(self):
         if self.kind not in ("linear", "scaled_linear", "cosine"):
             raise ValueError(f"ScheduleConfig.kind must be linear, scaled_linear or cosine, got {self.kind!r}")
         if self.prediction not in ("eps", "v"):
             raise ValueError(f"ScheduleConfig.prediction must be 'eps' or 'v', got {self.prediction!r}")
+        if self.spacing not in ("leading", "trailing", "linspace"):
+            raise ValueError(f"ScheduleConfig.spacing must be leading, trailing or linspace, got {self.spacing!r}")
         if self.num_train_timesteps < 2:
             raise ValueError(f"ScheduleConfig.num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
         if not 0 < self.beta_start < self.beta_end < 1:
@@ -106,11 +111,19 @@ class NoiseSchedule:
             raise ValueError(f"spacing must be leading, trailing or linspace, got {spacing!r}")
         return ts.clamp(0, T - 1).flip(0)
 
-    def sampling_sigmas(self, steps: int, spacing: str = "leading", offset: int = 1,
+    def sampling_sigmas(self, steps: int, spacing: str | None = None, offset: int | None = None,
                         final_sigma: float = 0.0) -> torch.Tensor:
-        """Descending float32 sigmas [steps + 1] for the samplers, ending at ``final_sigma`` (0: the clean sample)."""
+        """Descending float32 sigmas [steps + 1] for the samplers, ending at ``final_sigma`` (0: the clean sample).
+        ``spacing`` / ``offset`` default to the config's."""
+        spacing = self.config.spacing if spacing is None else spacing
+        offset = self.config.steps_offset if offset is None else offset
         s = self.sigmas[self.timesteps(steps, spacing, offset)]
         return torch.cat([s, s.new_tensor([final_sigma])]).float()
+
+    @property
+    def final_sigma(self) -> float:
+        """Where sampling ends: 0 (the clean sample) or, without set_alpha_to_one, sigma at t = 0."""
+        return 0.0 if self.config.set_alpha_to_one else float(self.sigmas[0])
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = self.alphas_cumprod.to(x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))

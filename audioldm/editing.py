@@ -77,7 +77,7 @@ def transform(pipe, audio, prompt=None, labels=None, strength: float = 0.6, step
         raise ValueError(f"strength must be in [0, 1], got {strength!r}")
     wav, prompts, labels_, s, seeds, frames, shape, z0 = _setup(pipe, audio, prompt, labels, sample_rate, steps,
                                                                 guidance, sampler, seed)
-    sig = pipe.schedule.sampling_sigmas(s["steps"])
+    sig = pipe.sampling_sigmas(s["steps"])
     k = s["steps"] - int(round(s["steps"] * strength))
     noise = randn_per_sample([mix_seed(x, -1) for x in seeds], shape, pipe.device)
     y = z0 + float(sig[k]) * noise  # the input at noise level sigma_k (y = x0 + sigma eps)
@@ -115,7 +115,7 @@ def inpaint(pipe, audio, start: float, end: float, prompt=None, labels=None, ste
     per_latent = pipe.mel_config.hop_length * pipe.vae.config.downsample  # samples per latent frame
     m = torch.ones(1, 1, shape[1], 1, device=pipe.device)
     m[:, :, s0 // per_latent: -(-s1 // per_latent)] = 0
-    sig = pipe.schedule.sampling_sigmas(s["steps"])
+    sig = pipe.sampling_sigmas(s["steps"])
     x = initial_noise(seeds, shape, float(sig[0]), pipe.device)
     cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
     with pipe.progress_bar(s["steps"], progress, "inpaint") as bar:
@@ -155,7 +155,7 @@ def super_resolve(pipe, audio, cutoff_hz: float = 4000.0, prompt=None, labels=No
     d = pipe.vae.config.downsample
     col_top = band_top.reshape(-1, d).max(1)
     m = torch.from_numpy((col_top <= cutoff_hz).astype(np.float32)).to(pipe.device).view(1, 1, 1, -1)
-    sig = pipe.schedule.sampling_sigmas(s["steps"])
+    sig = pipe.sampling_sigmas(s["steps"])
     x = initial_noise(seeds, shape, float(sig[0]), pipe.device)
     cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
     with pipe.progress_bar(s["steps"], progress, "super-resolve") as bar:

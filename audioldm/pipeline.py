@@ -183,6 +183,13 @@ class AudioLDM:
     def from_pretrained(cls, path_or_id, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
         """Load a model folder (or a hub id). ``device`` None = CPU, "auto" = CUDA/MPS when present."""
         folder = _resolve_folder(path_or_id)
+        from .convert.diffusers import is_diffusers_folder, load_diffusers_audioldm
+        if is_diffusers_folder(folder):  # AudioLDM's public weights (diffusers format): convert on the fly
+            try:
+                pipe = load_diffusers_audioldm(folder, name=str(path_or_id))
+            except (WeightsError, ValueError) as e:
+                raise PipelineError(str(e)) from None
+            return pipe.to(device if device is not None else "cpu", dtype)
         index_path = folder / MODEL_INDEX
         if not index_path.is_file():
             raise PipelineError(f"{index_path}: missing; a model folder needs {MODEL_INDEX} + {', '.join(COMPONENTS)}")
@@ -310,8 +317,14 @@ class AudioLDM:
             den = lambda y, s: base(y, s) * (1 - m) + z0 * m  # noqa: E731
         callback = (lambda i, x_, x0: bar.update(1)) if bar is not None else None
         with torch.no_grad(), self.autocast():
-            return sample(sampler, den, x, sigmas, noise=noise_sampler(seeds, x.shape[1:], x.device),
-                          callback=callback).float()
+            z = sample(sampler, den, x, sigmas, noise=noise_sampler(seeds, x.shape[1:], x.device),
+                       callback=callback).float()
+        end = float(sigmas[-1])
+        return z / (1 + end ** 2) ** 0.5 if end > 0 else z  # y at sigma_end -> the VP latent the VAE decodes
+
+    def sampling_sigmas(self, steps: int) -> torch.Tensor:
+        """Descending sigmas [steps + 1] from the schedule's spacing, offset and end point."""
+        return self.schedule.sampling_sigmas(steps, final_sigma=self.schedule.final_sigma)
 
     def decode(self, z: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """latents [B, C, H, W] -> (log-mel [B, n_mels, frames], waveform [B, samples]) in float32."""
@@ -378,7 +391,7 @@ class AudioLDM:
         samples = int(round(s["duration"] * self.sample_rate))
         frames = -(-samples // self.mel_config.hop_length)
         shape = self.latent_shape(frames)
-        sig = self.schedule.sampling_sigmas(s["steps"])
+        sig = self.sampling_sigmas(s["steps"])
         audio, mels, lats = [], [], []
         with self.progress_bar(n * s["steps"], progress, "generate") as bar:
             for b in range(0, n, batch_size):

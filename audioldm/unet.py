@@ -29,7 +29,8 @@ class UNetConfig:
     block_channels: list[int] = field(default_factory=lambda: [128, 256, 384, 640])
     num_res_blocks: int = 2
     attention_levels: list[int] = field(default_factory=lambda: [1, 2, 3])
-    head_dim: int = 32
+    head_dim: int = 32  # attention head width (when num_heads is 0)
+    num_heads: int = 0  # > 0: this many heads at every attention level (AudioLDM / diffusers' attention_head_dim=8)
     transformer_depth: int = 1
     cond_dim: int = 512  # pooled condition vector size; 0 = none
     cond_mode: str = "concat"  # "concat" (AudioLDM) or "add" to the timestep embedding
@@ -44,8 +45,9 @@ class UNetConfig:
         for i, c in enumerate(self.block_channels):
             if c % self.norm_groups:
                 raise ValueError(f"UNetConfig.block_channels[{i}]={c} is not a multiple of norm_groups={self.norm_groups}")
-            if i in self.attention_levels and c % self.head_dim:
-                raise ValueError(f"UNetConfig.block_channels[{i}]={c} is not a multiple of head_dim={self.head_dim}")
+            if i in self.attention_levels and c % (self.num_heads or self.head_dim):
+                what = f"num_heads={self.num_heads}" if self.num_heads else f"head_dim={self.head_dim}"
+                raise ValueError(f"UNetConfig.block_channels[{i}]={c} is not a multiple of {what}")
         bad = [a for a in self.attention_levels if not 0 <= a < len(self.block_channels)]
         if bad:
             raise ValueError(f"UNetConfig.attention_levels {bad} out of range for {len(self.block_channels)} levels")
@@ -58,6 +60,10 @@ class UNetConfig:
     def temb_dim(self) -> int:
         """Width of the embedding the resnets receive."""
         return 2 * self.time_dim if (self.cond_dim and self.cond_mode == "concat") else self.time_dim
+
+    def heads_at(self, channels: int) -> int:
+        """Attention heads of a level with ``channels`` channels."""
+        return self.num_heads or channels // self.head_dim
 
     @property
     def downsample(self) -> int:
@@ -73,7 +79,8 @@ UNET_PRESETS = {
                                        "attention_levels": [1, 2], "head_dim": 32, "cond_dim": 128,
                                        "norm_groups": 16, **kw}),
     # the shape of AudioLDM-S's U-Net (~185M parameters)
-    "audioldm-s": lambda **kw: UNetConfig(**kw),
+    # AudioLDM-S: 8 heads at every attention level, as its public (diffusers-format) weights compute
+    "audioldm-s": lambda **kw: UNetConfig(**{"num_heads": 8, **kw}),
 }
 
 
@@ -141,11 +148,11 @@ class TransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """[B, C, H, W] -> same: GroupNorm, 1x1 conv in, transformer blocks over the H*W tokens, 1x1 conv out, residual."""
 
-    def __init__(self, ch: int, head_dim: int, depth: int, context_dim: int | None, groups: int):
+    def __init__(self, ch: int, heads: int, depth: int, context_dim: int | None, groups: int):
         super().__init__()
         self.norm = group_norm(ch, groups, eps=1e-6)
         self.proj_in = nn.Conv2d(ch, ch, 1)
-        self.transformer_blocks = nn.ModuleList([TransformerBlock(ch, ch // head_dim, context_dim)
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(ch, heads, context_dim)
                                                  for _ in range(depth)])
         self.proj_out = nn.Conv2d(ch, ch, 1)
 
@@ -162,8 +169,9 @@ class _Down(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock(in_ch if i == 0 else out_ch, out_ch, c.temb_dim, c.dropout,
                                                   c.norm_groups, 1e-5) for i in range(n)])
-        self.attentions = nn.ModuleList([SpatialTransformer(out_ch, c.head_dim, c.transformer_depth, c.context_dim,
-                                                            c.norm_groups) for _ in range(n)] if attn else [])
+        self.attentions = nn.ModuleList([SpatialTransformer(out_ch, c.heads_at(out_ch), c.transformer_depth,
+                                                            c.context_dim, c.norm_groups) for _ in range(n)]
+                                        if attn else [])
         self.downsamplers = nn.ModuleList([_Downsample(out_ch)] if down else [])
 
 
@@ -181,8 +189,9 @@ class _Up(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock(i, out_ch, c.temb_dim, c.dropout, c.norm_groups, 1e-5)
                                       for i in in_chs])
-        self.attentions = nn.ModuleList([SpatialTransformer(out_ch, c.head_dim, c.transformer_depth, c.context_dim,
-                                                            c.norm_groups) for _ in in_chs] if attn else [])
+        self.attentions = nn.ModuleList([SpatialTransformer(out_ch, c.heads_at(out_ch), c.transformer_depth,
+                                                            c.context_dim, c.norm_groups) for _ in in_chs]
+                                        if attn else [])
         self.upsamplers = nn.ModuleList([Upsample2d(out_ch)] if up else [])
 
 
@@ -191,7 +200,7 @@ class _Mid(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock(ch, ch, c.temb_dim, c.dropout, c.norm_groups, 1e-5)
                                       for _ in range(2)])
-        self.attentions = nn.ModuleList([SpatialTransformer(ch, c.head_dim, c.transformer_depth, c.context_dim,
+        self.attentions = nn.ModuleList([SpatialTransformer(ch, c.heads_at(ch), c.transformer_depth, c.context_dim,
                                                             c.norm_groups)])
 
 

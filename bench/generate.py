@@ -90,7 +90,7 @@ for dev in devices:
     frames = -(-samples // pipe.mel_config.hop_length)
     shape = pipe.latent_shape(frames)
     seeds = list(range(args.batch))
-    sig = pipe.schedule.sampling_sigmas(args.steps)
+    sig = pipe.sampling_sigmas(args.steps)
     row = {"device": dev, "model": pipe.name, "duration_s": args.duration, "batch": args.batch, "steps": args.steps,
            "sampler": args.sampler, "dtype": str(pipe.dtype).replace("torch.", ""), "latents": list(shape),
            "unet_params_M": round(sum(q.numel() for q in pipe.unet.parameters()) / 1e6, 1)}

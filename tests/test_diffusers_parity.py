@@ -12,7 +12,7 @@ from audioldm.unet import UNET_PRESETS, UNet  # noqa: E402
 from audioldm.vae import VAE_PRESETS, MelVAE  # noqa: E402
 
 
-@pytest.mark.parametrize("kw", [{}, {"head_dim": 8, "num_res_blocks": 2}, {"context_dim": 24}])
+@pytest.mark.parametrize("kw", [{}, {"head_dim": 8, "num_res_blocks": 2}, {"context_dim": 24}, {"num_heads": 4}])
 def test_unet_matches_diffusers(kw):
     torch.manual_seed(0)
     cfg = UNET_PRESETS["tiny"](**kw)
