@@ -1,5 +1,8 @@
 """python bench/generate.py [--model DIR | --preset demo] [--duration 5] [--steps 25] [--batch 1] [--repeats 2]
 
+``--model`` may be a diffusers-format AudioLDM folder (e.g. a local copy of cvssp/audioldm-s-full-v2): then the whole
+diffusers AudioLDMPipeline (DDIM) is timed against ours (DDIM) on the same weights too.
+
 Real-time factor of generation, split into conditioner / denoising (the whole sampler loop, CFG batched) / VAE decode /
 vocoder, on CPU and on CUDA when present (bf16 autocast there). ``--model`` times a model folder; ``--preset`` builds
 random components of that size (demo: demo VAE + demo U-Net + Vocos demo; audioldm-s: AudioLDM-S-sized VAE and U-Net +
@@ -13,6 +16,7 @@ import time
 
 import torch
 
+from audioldm.convert.diffusers import is_diffusers_folder
 from audioldm.conditioning import LabelConditioner, LabelConditionerConfig, LabelField
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
@@ -117,14 +121,26 @@ for dev in devices:
 
         def ref_loop():
             with torch.no_grad(), pipe.autocast():
-                return sample(args.sampler, guided(ref_diff.denoise, c, u, 3.0), x, sig,
-                              noise=noise_sampler(seeds, shape, pipe.device)).float()
+                z_ = sample(args.sampler, guided(ref_diff.denoise, c, u, 3.0), x, sig,
+                            noise=noise_sampler(seeds, shape, pipe.device)).float()
+                return z_ / (1 + float(sig[-1]) ** 2) ** 0.5  # as pipe.denoise_latents ends
         t_ref, z_ref = timed(ref_loop, dev, args.repeats)
         row.update(reference="diffusers UNet2DConditionModel (same weights) in the same sampler loop",
                    reference_denoise_s=round(t_ref, 3), denoise_speedup=round(t_ref / t_den, 2),
                    max_abs_latent_diff=float((z_ref - z).abs().max()))
     except ImportError:
         row.update(reference=None, note="pip install diffusers for the reference")
+    if args.model and is_diffusers_folder(args.model):  # the whole diffusers AudioLDMPipeline on the same weights
+        from diffusers import AudioLDMPipeline, DDIMScheduler
+        ref_pipe = AudioLDMPipeline.from_pretrained(args.model).to(dev)
+        ref_pipe.scheduler = DDIMScheduler.from_config(ref_pipe.scheduler.config)
+        ref_pipe.set_progress_bar_config(disable=True)
+        kw = dict(num_inference_steps=args.steps, guidance_scale=3.0, audio_length_in_s=args.duration)
+        t_full_ref, _ = timed(lambda: ref_pipe(prompts, **kw), dev, args.repeats)
+        t_full, _ = timed(lambda: pipe.generate(prompts, duration=args.duration, steps=args.steps, guidance=3.0,
+                                                sampler="ddim", seed=0, progress=False), dev, args.repeats)
+        row.update(full_pipeline_s=round(t_full, 3), diffusers_audioldm_pipeline_s=round(t_full_ref, 3),
+                   full_pipeline_speedup=round(t_full_ref / t_full, 2))
     results.append(row)
     print(json.dumps(row), flush=True)
 print(json.dumps({"bench": "generate", "threads": args.threads, "results": results}, indent=2))
