@@ -288,14 +288,17 @@ def drop_conditions(cond: dict, null: dict, drop: torch.Tensor) -> dict:
 
 # ---- saving and loading any conditioner ---------------------------------------------------------------------------
 
-def save_conditioner(folder, conditioner: nn.Module, overwrite: bool = False):
-    """Write a conditioner folder (config.json with its "kind" + weights); see :func:`load_conditioner`."""
+def save_conditioner(folder, conditioner: nn.Module, overwrite: bool = False, dtype: torch.dtype | None = None):
+    """Write a conditioner folder (config.json with its "kind" + weights, stored as ``dtype`` when given); see
+    :func:`load_conditioner`. A pretrained (transformers) text model is saved as it is."""
     from .weights import save_component
 
     if isinstance(conditioner, LabelConditioner):
-        return save_component(folder, conditioner, conditioner.config, "label_conditioner", overwrite=overwrite)
+        return save_component(folder, conditioner, conditioner.config, "label_conditioner", overwrite=overwrite,
+                              dtype=dtype)
     if isinstance(conditioner, TextConditioner):
-        return save_component(folder, conditioner, conditioner.config, "text_conditioner", overwrite=overwrite)
+        return save_component(folder, conditioner, conditioner.config, "text_conditioner", overwrite=overwrite,
+                              dtype=dtype)
     if hasattr(conditioner, "save_pretrained"):  # PretrainedTextConditioner
         return conditioner.save_pretrained(folder, overwrite=overwrite)
     raise TypeError(f"cannot save a conditioner of type {type(conditioner).__name__}")

@@ -39,6 +39,7 @@ __all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError"
 
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("vae", "unet", "conditioner", "vocoder")
+MAX_DURATION = 600.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
 
 
 class PipelineError(ValueError):
@@ -232,7 +233,7 @@ class AudioLDM:
         try:
             self.vae.save_pretrained(tmp / "vae", dtype=dtype)
             self.unet.save_pretrained(tmp / "unet", dtype=dtype)
-            save_conditioner(tmp / "conditioner", self.conditioner)
+            save_conditioner(tmp / "conditioner", self.conditioner, dtype=dtype)
             if list(self.vocoder.parameters()):
                 self.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
             else:  # Griffin-Lim: config only
@@ -351,6 +352,9 @@ class AudioLDM:
              "guidance": d.guidance if guidance is None else guidance, "sampler": sampler or d.sampler}
         if not (isinstance(s["duration"], (int, float)) and np.isfinite(s["duration"]) and s["duration"] > 0):
             raise PipelineError(f"duration must be a positive number of seconds, got {s['duration']!r}")
+        if s["duration"] > MAX_DURATION:
+            raise PipelineError(f"duration {s['duration']:g} s is longer than the {MAX_DURATION:g} s this pipeline "
+                                f"generates in one piece")
         if not isinstance(s["steps"], int) or s["steps"] < 1:
             raise PipelineError(f"steps must be a positive integer, got {s['steps']!r}")
         if not (isinstance(s["guidance"], (int, float)) and np.isfinite(s["guidance"])):

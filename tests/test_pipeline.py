@@ -49,6 +49,12 @@ def test_bad_requests_are_named(pipe):
         pipe.generate(labels={"pitch": 60}, progress=False)
     with pytest.raises(PipelineError, match="duration"):
         pipe.generate("x", duration=-1, progress=False)
+    with pytest.raises(PipelineError, match="longer than"):
+        pipe.generate("x", duration=16000, progress=False)
+    with pytest.raises(PipelineError, match="guidance"):
+        pipe.generate("x", guidance=float("nan"), progress=False)
+    with pytest.raises(PipelineError, match="steps"):
+        pipe.generate("x", steps=0, progress=False)
     with pytest.raises(PipelineError, match="sampler"):
         pipe.generate("x", sampler="nope", progress=False)
     with pytest.raises(PipelineError, match="seed"):

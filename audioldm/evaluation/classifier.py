@@ -63,7 +63,7 @@ def train_classifier(model: NoteClassifier, mels: torch.Tensor, targets: torch.T
         opt.step()
         for group in opt.param_groups:  # cosine decay
             group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 
