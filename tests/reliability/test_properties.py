@@ -75,4 +75,4 @@ def test_manifest_round_trip(tmp_path, rows):
     assert len(clips) == len(rows)
     for c, (caption, lab) in zip(clips, rows):
         assert c.labels == lab
-        assert caption in (c.captions or [c.caption])
+        assert c.caption == (caption or None)  # an empty caption means "no caption"
