@@ -78,7 +78,7 @@ if args.conditioning == "labels":
         vals = [c.labels[name] for c in train_clips if name in c.labels]
         if not vals:
             sys.exit(f"error: label field {name!r} is not in {args.data}")
-        if all(isinstance(v, (int, float)) for v in vals):
+        if all(isinstance(v, (int, float)) for v in vals) and min(vals) < max(vals):
             fields.append(LabelField(name, "numeric", low=float(min(vals)), high=float(max(vals))))
         else:
             fields.append(LabelField(name, "categorical", values=sorted({str(v) for v in vals})))
