@@ -90,6 +90,14 @@ def test_bad_config_json(tmp_path, change, pattern):
         load_config(VAEConfig, tmp_path / "bad.json")
 
 
+def test_missing_required_config_field():
+    from audioldm.conditioning import LabelConditionerConfig
+    from audioldm.config import config_from_dict
+    pattern = r"cond.json: LabelConditionerConfig.fields\[0\]: missing required LabelField field\(s\) \['name'\]"
+    with pytest.raises(ValueError, match=pattern):
+        config_from_dict(LabelConditionerConfig, {"fields": [{"kind": "numeric"}]}, "cond.json")
+
+
 def test_checkpoint_that_does_not_match_its_config(tmp_path):
     MelVAE(VAE_PRESETS["tiny"]()).save_pretrained(tmp_path / "vae")
     cfg = json.loads((tmp_path / "vae" / "config.json").read_text())

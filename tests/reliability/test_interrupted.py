@@ -125,6 +125,12 @@ def test_recipe_kill_9_then_resume(tiny_notes, tmp_path, kind):
     proc.wait()
     done = find_checkpoints(run, warn=False)
     assert done, proc.stderr.read()[-2000:]
+    from audioldm.weights import read_safetensors
+    for ck in done:  # no complete checkpoint is corrupt
+        for f in ck.glob("*.safetensors"):
+            assert read_safetensors(f)
+    killed_at = max(losses_any(run)) if (run / "metrics.jsonl").exists() else 0
+    assert killed_at - int(done[-1].name.split("_")[-1]) <= 5  # at most one checkpoint interval lost
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert int(find_checkpoints(run, warn=False)[-1].name.split("_")[-1]) == 20
