@@ -97,35 +97,18 @@ class PretrainedTextConditioner(nn.Module):
         """Write ``folder/config.json`` (kind "pretrained_text") and the transformers model + tokenizer (safetensors)
         into ``folder/text_model``, so the folder loads offline with :meth:`from_folder`."""
         import json
-        import os
-        import shutil
-        import tempfile
         from pathlib import Path
 
         from .config import config_to_dict
+        from .weights import atomic_folder
 
-        folder = Path(folder)
-        if folder.exists() and not overwrite:
-            raise FileExistsError(f"{folder}: already exists; pass overwrite=True to replace it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_folder(folder, overwrite) as tmp:
             self.model.save_pretrained(tmp / "text_model", safe_serialization=True)
             self.tokenizer.save_pretrained(tmp / "text_model")
             cfg = {**config_to_dict(self.config), "source": "text_model"}
             cfg["text_kind"] = cfg.pop("kind")  # "kind" names the component in config.json
             (tmp / "config.json").write_text(json.dumps({"kind": "pretrained_text", **cfg}, indent=2) + "\n")
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-                folder.rename(old)
-                tmp.rename(folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return folder
+        return Path(folder)
 
     @classmethod
     def from_folder(cls, folder, device=None) -> "PretrainedTextConditioner":

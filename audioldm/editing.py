@@ -21,7 +21,6 @@ import torch
 
 from .audio import AudioError, load_audio, resample
 from .mel import mel_filterbank
-from .sampling import initial_noise
 from .seeding import mix_seed, randn_per_sample
 
 __all__ = ["transform", "inpaint", "super_resolve", "splice_time", "splice_bands"]
@@ -54,7 +53,7 @@ def _setup(pipe, audio, prompt, labels, sample_rate, steps, guidance, sampler, s
     one = isinstance(prompt, str) or isinstance(labels, dict)
     prompts, label_list = pipe.requests(prompt, labels, b if one else 1)
     s = pipe.settings(wav.shape[1] / pipe.sample_rate, steps, guidance, sampler)
-    frames = -(-wav.shape[1] // pipe.mel_config.hop_length)
+    frames = pipe.mel_config.num_frames(wav.shape[1])
     shape = pipe.latent_shape(frames)
     z0 = pipe.encode(wav, shape[1] * pipe.vae.config.downsample)
     return wav, prompts, label_list, s, pipe.seeds_for(seed, b), frames, shape, z0
@@ -115,11 +114,9 @@ def inpaint(pipe, audio, start: float, end: float, prompt=None, labels=None, ste
     per_latent = pipe.mel_config.hop_length * pipe.vae.config.downsample  # samples per latent frame
     m = torch.ones(1, 1, shape[1], 1, device=pipe.device)
     m[:, :, s0 // per_latent: -(-s1 // per_latent)] = 0
-    sig = pipe.sampling_sigmas(s["steps"])
-    x = initial_noise(seeds, shape, float(sig[0]), pipe.device)
-    cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
     with pipe.progress_bar(s["steps"], progress, "inpaint") as bar:
-        z = pipe.denoise_latents(x, sig, cond, uncond, s["guidance"], s["sampler"], seeds, keep=(z0, m), bar=bar)
+        z = pipe.sample_from_noise(prompts, labels_, s, seeds, shape, negative_prompt, negative_labels,
+                                   keep=(z0, m), bar=bar)
     mel, gen = pipe.decode(z, frames, wav.shape[1])
     out = splice_time(wav.to(gen.device), gen, s0, s1, int(fade * pipe.sample_rate))
     return _result(pipe, out, mel, z, prompts, labels_, seeds,
@@ -155,11 +152,9 @@ def super_resolve(pipe, audio, cutoff_hz: float = 4000.0, prompt=None, labels=No
     d = pipe.vae.config.downsample
     col_top = band_top.reshape(-1, d).max(1)
     m = torch.from_numpy((col_top <= cutoff_hz).astype(np.float32)).to(pipe.device).view(1, 1, 1, -1)
-    sig = pipe.sampling_sigmas(s["steps"])
-    x = initial_noise(seeds, shape, float(sig[0]), pipe.device)
-    cond, uncond = pipe.conditions(prompts, labels_, negative_prompt, negative_labels)
     with pipe.progress_bar(s["steps"], progress, "super-resolve") as bar:
-        z = pipe.denoise_latents(x, sig, cond, uncond, s["guidance"], s["sampler"], seeds, keep=(z0, m), bar=bar)
+        z = pipe.sample_from_noise(prompts, labels_, s, seeds, shape, negative_prompt, negative_labels,
+                                   keep=(z0, m), bar=bar)
     mel, gen = pipe.decode(z, frames, wav.shape[1])
     out = splice_bands(wav.to(gen.device), gen, cutoff_hz, pipe.sample_rate)
     return _result(pipe, out, mel, z, prompts, labels_, seeds,

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ from .sampling import SAMPLERS, guided, initial_noise, noise_sampler, sample
 from .unet import UNet
 from .vae import MelVAE
 from .vocoders import load_vocoder
-from .weights import WeightsError
+from .weights import WeightsError, atomic_folder
 
 __all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError", "MODEL_INDEX"]
 
@@ -225,12 +223,7 @@ class AudioLDM:
     def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
         """Write the model folder atomically (a temporary sibling folder renamed into place). ``dtype`` (e.g.
         torch.float16) stores the VAE, U-Net and vocoder weights at that precision (they load back as float32)."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path, overwrite) as tmp:
             self.vae.save_pretrained(tmp / "vae", dtype=dtype)
             self.unet.save_pretrained(tmp / "unet", dtype=dtype)
             save_conditioner(tmp / "conditioner", self.conditioner, dtype=dtype)
@@ -243,17 +236,7 @@ class AudioLDM:
                      "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
                      "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults)}
             (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return Path(path)
 
     # ---- building blocks shared by generate and the editing modes ---------------------------------------------------
     def latent_shape(self, frames: int) -> tuple[int, int, int]:
@@ -322,6 +305,16 @@ class AudioLDM:
                        callback=callback).float()
         end = float(sigmas[-1])
         return z / (1 + end ** 2) ** 0.5 if end > 0 else z  # y at sigma_end -> the VP latent the VAE decodes
+
+    def sample_from_noise(self, prompts: list, labels: list, settings: dict, seeds: list[int], shape,
+                          negative_prompt=None, negative_labels=None, keep=None, bar=None) -> torch.Tensor:
+        """One batch of latents [B, *shape], sampled from per-sample seeded noise under the requests' conditions with
+        ``settings`` (steps, guidance, sampler); ``keep`` as in :meth:`denoise_latents`."""
+        sig = self.sampling_sigmas(settings["steps"])
+        cond, uncond = self.conditions(prompts, labels, negative_prompt, negative_labels)
+        x = initial_noise(seeds, shape, float(sig[0]), self.device)
+        return self.denoise_latents(x, sig, cond, uncond, settings["guidance"], settings["sampler"], seeds,
+                                    keep=keep, bar=bar)
 
     def sampling_sigmas(self, steps: int) -> torch.Tensor:
         """Descending sigmas [steps + 1] from the schedule's spacing, offset and end point."""
@@ -393,16 +386,14 @@ class AudioLDM:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")
         samples = int(round(s["duration"] * self.sample_rate))
-        frames = -(-samples // self.mel_config.hop_length)
+        frames = self.mel_config.num_frames(samples)
         shape = self.latent_shape(frames)
-        sig = self.sampling_sigmas(s["steps"])
         audio, mels, lats = [], [], []
         with self.progress_bar(n * s["steps"], progress, "generate") as bar:
             for b in range(0, n, batch_size):
                 sl = slice(b, b + batch_size)
-                cond, uncond = self.conditions(prompts[sl], label_list[sl], negative_prompt, negative_labels)
-                x = initial_noise(seeds[sl], shape, float(sig[0]), self.device)
-                z = self.denoise_latents(x, sig, cond, uncond, s["guidance"], s["sampler"], seeds[sl], bar=bar)
+                z = self.sample_from_noise(prompts[sl], label_list[sl], s, seeds[sl], shape, negative_prompt,
+                                           negative_labels, bar=bar)
                 mel, wav = self.decode(z, frames, samples)
                 audio.append(wav.cpu())
                 mels.append(mel.cpu())
@@ -412,7 +403,7 @@ class AudioLDM:
         return GenerationResult(torch.cat(audio).numpy().astype(np.float32), self.sample_rate, torch.cat(mels),
                                 torch.cat(lats), prompts, label_list, seeds, params)
 
-    # ---- audio to audio (editing.py) ----------------------------------------------------------------------------------
+    # ---- audio to audio (editing.py) ------------------------------------------------------------------------------
     def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:
         """SDEdit: noise the input's latents to ``strength`` of the schedule and denoise under the new condition."""
         from .editing import transform

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from .config import config_from_dict, config_to_dict
 
 __all__ = ["save_component", "load_component", "load_state_dict_checked", "read_safetensors", "WeightsError",
-           "PICKLE_SUFFIXES"]
+           "PICKLE_SUFFIXES", "atomic_folder"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -61,19 +62,17 @@ def load_state_dict_checked(module: torch.nn.Module, state: dict[str, torch.Tens
     module.load_state_dict(state, strict=True)
 
 
-def save_component(folder: str | Path, module: torch.nn.Module, config, kind: str, overwrite: bool = False,
-                   dtype: torch.dtype | None = None) -> Path:
-    """Write ``folder/config.json`` ({"kind": ..., **config}) and ``folder/model.safetensors`` atomically."""
+@contextmanager
+def atomic_folder(folder: str | Path, overwrite: bool = False):
+    """Yield a temporary sibling folder to fill; on success it replaces ``folder`` (renamed into place), on any error
+    it is removed and ``folder`` is left as it was. Refuses an existing ``folder`` unless ``overwrite``."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder}: already exists; pass overwrite=True to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-                 for k, v in module.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        (tmp / "config.json").write_text(json.dumps({"kind": kind, **config_to_dict(config)}, indent=2) + "\n")
+        yield tmp
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             folder.rename(old)
@@ -84,7 +83,17 @@ def save_component(folder: str | Path, module: torch.nn.Module, config, kind: st
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return folder
+
+
+def save_component(folder: str | Path, module: torch.nn.Module, config, kind: str, overwrite: bool = False,
+                   dtype: torch.dtype | None = None) -> Path:
+    """Write ``folder/config.json`` ({"kind": ..., **config}) and ``folder/model.safetensors`` atomically."""
+    with atomic_folder(folder, overwrite) as tmp:
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+                 for k, v in module.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps({"kind": kind, **config_to_dict(config)}, indent=2) + "\n")
+    return Path(folder)
 
 
 def load_component(folder: str | Path, module_cls, config_cls, kind: str, device=None, dtype=None):

@@ -33,12 +33,12 @@ class GriffinLimVocoder(nn.Module):
         return griffin_lim(mel, self.config.mel, n_iter=self.config.n_iter, momentum=self.config.momentum)
 
     def save_pretrained(self, folder, overwrite: bool = False):
-        folder = Path(folder)
-        if folder.exists() and not overwrite:
-            raise FileExistsError(f"{folder}: already exists; pass overwrite=True to replace it")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"kind": "griffinlim", **config_to_dict(self.config)}, indent=2))
-        return folder
+        """Write ``folder/config.json`` (there are no weights) atomically."""
+        from ..weights import atomic_folder
+        with atomic_folder(folder, overwrite) as tmp:
+            (tmp / "config.json").write_text(json.dumps({"kind": "griffinlim", **config_to_dict(self.config)},
+                                                        indent=2))
+        return Path(folder)
 
     @classmethod
     def from_pretrained(cls, folder):
