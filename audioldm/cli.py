@@ -46,6 +46,8 @@ def default_model() -> str | None:
 
 
 def _parse_labels(items: list[str] | None) -> dict | None:
+    from .export import parse_number
+
     if not items:
         return None
     out = {}
@@ -53,13 +55,7 @@ def _parse_labels(items: list[str] | None) -> dict | None:
         k, sep, v = it.partition("=")
         if not sep or not k:
             raise ValueError(f"--labels: expected KEY=VALUE, got {it!r}")
-        for cast in (int, float):
-            try:
-                v = cast(v)
-                break
-            except ValueError:
-                pass
-        out[k] = v
+        out[k] = parse_number(v)
     return out
 
 

@@ -27,7 +27,7 @@ class ExportError(ValueError):
     """A prompt file or output folder that cannot be used; the message names the file (and row)."""
 
 
-def _number(v: str):
+def parse_number(v: str):
     """'60' -> 60, '0.5' -> 0.5, anything else unchanged (CSV cells are strings)."""
     for cast in (int, float):
         try:
@@ -73,9 +73,9 @@ def read_prompt_file(path) -> list[dict]:
                     except (json.JSONDecodeError, TypeError, ValueError):
                         raise ExportError(f"{path}:{i}: column labels must be a JSON object, got {v!r}") from None
                 elif k in RESERVED:
-                    row[k] = v if k in ("prompt", "negative_prompt") else _number(v)
+                    row[k] = v if k in ("prompt", "negative_prompt") else parse_number(v)
                 else:
-                    labels[k] = _number(v)
+                    labels[k] = parse_number(v)
             if labels:
                 row["labels"] = labels
             rows.append(row)
