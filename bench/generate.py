@@ -109,6 +109,12 @@ for dev in devices:
     with torch.no_grad():
         t_voc, _ = timed(lambda: pipe.vocoder(mel), dev, args.repeats)
     total = t_cond + t_den + t_vae + t_voc
+    # the public call, end to end (conditioning, noise, sampler, decode, vocoder, crop), at the model's defaults
+    # apart from duration and steps
+    request = {"prompt": prompts[0]} if prompts[0] else {"labels": labels[0]}
+    t_e2e, _ = timed(lambda: pipe.generate(**request, duration=args.duration, steps=args.steps,
+                                           sampler=args.sampler, seed=0, progress=False), dev, args.repeats)
+    row["generate_call_s"] = round(t_e2e, 3)
     row.update(conditioner_s=round(t_cond, 4), denoise_s=round(t_den, 3), vae_decode_s=round(t_vae, 3),
                vocoder_s=round(t_voc, 3), total_s=round(total, 3),
                real_time_factor=round(total / (args.duration * args.batch), 4),
@@ -125,8 +131,10 @@ for dev in devices:
                             noise=noise_sampler(seeds, shape, pipe.device)).float()
                 return z_ / (1 + float(sig[-1]) ** 2) ** 0.5  # as pipe.denoise_latents ends
         t_ref, z_ref = timed(ref_loop, dev, args.repeats)
+        ref_total = t_cond + t_ref + t_vae + t_voc
         row.update(reference="diffusers UNet2DConditionModel (same weights) in the same sampler loop",
                    reference_denoise_s=round(t_ref, 3), denoise_speedup=round(t_ref / t_den, 2),
+                   reference_total_s=round(ref_total, 3), total_speedup=round(ref_total / total, 2),
                    max_abs_latent_diff=float((z_ref - z).abs().max()))
     except ImportError:
         row.update(reference=None, note="pip install diffusers for the reference")

@@ -32,3 +32,24 @@ def test_classifier_learns_two_timbres_and_pitch_error():
     assert acc >= 0.9 and clf.embedding(mels[:3]).shape == (3, 64)
     a4 = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / sr)
     assert abs(pitch_error_cents(a4, sr, 69)) < 10 and abs(pitch_error_cents(a4, sr, 70) + 100) < 10
+
+
+def test_sounding_octaves_from_renders(tmp_path):
+    """An 'organ' whose renders sound an octave below their MIDI pitch is scored an octave down; others at pitch."""
+    import soundfile as sf
+
+    from audioldm.data import load_clips
+    from audioldm.evaluation import render_pitch_errors, sounding_octaves
+
+    sr, t = 16000, np.arange(16000) / 16000
+    rows = []
+    for inst, octave in (("organ", -1), ("flute", 0)):
+        for midi in (60, 67):
+            f = 440 * 2 ** ((midi - 69) / 12 + octave)
+            sf.write(tmp_path / f"{inst}{midi}.wav", (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr)
+            rows.append(f'{{"path": "{inst}{midi}.wav", "instrument": "{inst}", "pitch": {midi}}}\n')
+    (tmp_path / "m.jsonl").write_text("".join(rows))
+    cents, octaves = render_pitch_errors(load_clips(tmp_path / "m.jsonl"), sr)
+    assert octaves == {"organ": -1, "flute": 0}
+    assert np.all(np.abs(cents[:2] + 1200) < 10) and np.all(np.abs(cents[2:]) < 10)
+    assert sounding_octaves({"a": [2390, 2410, 30], "b": []}) == {"a": 2}  # median, whole octaves; empty dropped

@@ -60,3 +60,31 @@ def pitch_error_cents(wav, sample_rate: int, midi: float, start: float = 0.1, en
     x = np.asarray(wav, dtype=np.float32)[int(start * sample_rate):int(end * sample_rate)]
     f0 = librosa.yin(x, fmin=40, fmax=2100, sr=sample_rate, frame_length=2048)
     return float(1200 * np.log2(np.median(f0) / librosa.midi_to_hz(midi)))
+
+
+def sounding_octaves(cents_by_group: dict) -> dict:
+    """Whole-octave transposition at which each group (e.g. an instrument of a soundfont) sounds its notes.
+
+    ``cents_by_group``: group -> pitch errors in cents of *real* renders against their MIDI pitch. Returns group ->
+    the median error rounded to whole octaves (an int, usually 0; TimGM6mb's drawbar organ, a 16-foot stop, gives -1).
+    Pitch of generated notes is then scored against MIDI pitch + 12 * octaves -- the pitch the training data sounds.
+    """
+    import numpy as np
+
+    return {g: int(round(float(np.median(c)) / 1200)) for g, c in cents_by_group.items() if len(c)}
+
+
+def render_pitch_errors(clips, sample_rate: int, group: str = "instrument"):
+    """YIN pitch errors (cents, against each clip's ``pitch`` label) of real renders ``clips`` (data.Clip with labels
+    ``pitch`` and ``group``) and the whole-octave transposition each group sounds at (see sounding_octaves).
+    Returns (cents [N] numpy array, {group value: octaves})."""
+    import numpy as np
+
+    from ..audio import load_audio
+
+    cents = np.array([pitch_error_cents(load_audio(c.path, sample_rate), sample_rate, c.labels["pitch"])
+                      for c in clips])
+    groups = {}
+    for e, c in zip(cents, clips):
+        groups.setdefault(c.labels[group], []).append(e)
+    return cents, sounding_octaves(groups)
