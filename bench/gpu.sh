@@ -14,3 +14,6 @@ python bench/unet.py --presets demo audioldm-s --train-batch 32 --repeats 10 > "
 python bench/vae.py --presets demo audioldm-s --repeats 10 > "$OUT/vae.json" 2> "$OUT/vae.err"
 python bench/vocoder.py --repeats 10 > "$OUT/vocoder.json" 2> "$OUT/vocoder.err"
 tail -n 3 "$OUT"/*.err
+python bench/generate.py --preset audioldm-s --duration 10.24 --steps 25 --repeats 5 > "$OUT/generate.json" 2> "$OUT/generate.err"
+python bench/memory.py --device cuda --seconds 10.24 --model audioldm/pretrained/gm-notes > "$OUT/memory.json" 2> "$OUT/memory.err"
+tail -n 3 "$OUT"/generate.err "$OUT"/memory.err

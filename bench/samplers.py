@@ -27,11 +27,15 @@ p.add_argument("--dpmpp", type=int, nargs="*", default=[5, 10, 15, 20, 25])
 p.add_argument("--pitches", type=int, nargs="+", default=[48, 53, 57, 60, 64, 67, 71, 76, 79, 83])
 p.add_argument("--seeds", type=int, default=1)
 p.add_argument("--seconds", type=float, default=1.28)
+p.add_argument("--spacing", default=None, choices=["leading", "trailing", "linspace"],
+               help="override the model's timestep spacing")
 p.add_argument("--threads", type=int, default=2)
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
 pipe = AudioLDM.from_pretrained(args.model or default_model())
+if args.spacing:
+    pipe.schedule.config.spacing = args.spacing
 sr = pipe.sample_rate
 instruments = next(f.values for f in pipe.conditioner.config.fields if f.name == "instrument")
 real = [c for c in load_clips(args.real) if c.labels.get("instrument") in instruments
@@ -54,7 +58,8 @@ for sampler, steps_list in (("ddim", args.ddim), ("dpmpp_2m", args.dpmpp)):
         print(json.dumps(row), flush=True)
 best = {s: max((r for r in rows if r["sampler"] == s), key=lambda r: r["steps"], default=None) for s in ("ddim", "dpmpp_2m")}
 dpm20 = next((r for r in rows if r["sampler"] == "dpmpp_2m" and r["steps"] == 20), None)
-summary = {"bench": "samplers", "model": pipe.name, "guidance": pipe.defaults.guidance, "sounding_octaves": octaves,
+summary = {"bench": "samplers", "model": pipe.name, "guidance": pipe.defaults.guidance,
+           "spacing": pipe.schedule.config.spacing, "sounding_octaves": octaves,
            "real_renders_pitch_accuracy": float(np.mean(np.abs(real_cents - [1200 * octaves[c.labels["instrument"]]
                                                                              for c in real]) <= 50)),
            "results": rows}

@@ -28,10 +28,12 @@ from audioldm.evaluation import NoteClassifier, NoteClassifierConfig, frechet_di
     render_pitch_errors, train_classifier
 from audioldm.pipeline import AudioLDM
 from audioldm.vocoders import GriffinLimVocoder, load_vocoder
+from audioldm.vocoders.griffinlim import GriffinLimConfig
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-p.add_argument("--vocoder", default=None, help="replace the model's vocoder: a vocoder folder or 'griffinlim'")
+p.add_argument("--vocoder", default=None,
+               help="replace the model's vocoder: a vocoder folder, 'griffinlim' or 'griffinlim:ITERATIONS'")
 p.add_argument("--classifier-data", required=True, help="manifest of real renders kept out of generator training")
 p.add_argument("--real", required=True, help="the generator's training manifest (its valid split is held out)")
 p.add_argument("--valid-fraction", type=float, default=0.1, help="as used by train_ldm.py")
@@ -51,7 +53,11 @@ torch.manual_seed(0)
 
 pipe = AudioLDM.from_pretrained(args.model or default_model())
 if args.vocoder:
-    pipe.vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
+    if args.vocoder.startswith("griffinlim"):
+        n_iter = int(args.vocoder.partition(":")[2] or GriffinLimConfig.n_iter)
+        pipe.vocoder = GriffinLimVocoder(GriffinLimConfig(n_iter=n_iter, mel=pipe.mel_config))
+    else:
+        pipe.vocoder = load_vocoder(args.vocoder)
     pipe._check()
 sr = pipe.sample_rate
 instruments = next(f.values for f in pipe.conditioner.config.fields if f.name == "instrument")
@@ -105,7 +111,7 @@ per_inst = {i: {"pitch": float(ok_pitch[want.numpy() == k].mean()), "instrument"
                                                                                             .mean())}
             for k, i in enumerate(instruments)}
 summary = {
-    "model": pipe.name, "vocoder": type(pipe.vocoder).__name__, "n_generated": len(res.audio), "steps": res.params["steps"], "sampler": res.params["sampler"],
+    "model": pipe.name, "vocoder": args.vocoder or type(pipe.vocoder).__name__, "n_generated": len(res.audio), "steps": res.params["steps"], "sampler": res.params["sampler"],
     "guidance": res.params["guidance"], "pitch_accuracy": float(ok_pitch.mean()),
     "pitch_accuracy_vs_midi_note": float((np.abs(cents_midi) <= 50).mean()),
     "sounding_octaves": {i: o for i, o in octaves.items() if o},

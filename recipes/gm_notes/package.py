@@ -26,7 +26,7 @@ p.add_argument("--ldm", required=True, help="run dir of train_ldm.py (unet/, con
 p.add_argument("--vocoder", required=True, help="trained vocoder folder, or 'griffinlim'")
 p.add_argument("--out", required=True)
 p.add_argument("--name", default="gm-notes-demo")
-p.add_argument("--duration", type=float, default=2.0, help="default generation length (seconds)")
+p.add_argument("--duration", type=float, default=1.28, help="default generation length (seconds)")
 p.add_argument("--steps", type=int, default=25)
 p.add_argument("--guidance", type=float, default=3.0)
 p.add_argument("--sampler", default="dpmpp_2m")
