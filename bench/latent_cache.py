@@ -1,10 +1,10 @@
-"""python bench/latent_cache.py [--data MANIFEST] [--vae VAE_DIR] [--batch 16] [--steps 10]
+"""python bench/latent_cache.py [--data MANIFEST] [--vae VAE_DIR] [--preset demo] [--batch 16] [--steps 10]
 
 What the latent cache buys: time per U-Net training step (data loading + optimizer step, the LDMStage loss that
 train_ldm.py runs) when latents come from the cache (RUN_DIR/latents.safetensors, read by LatentDataset) against
 encoding on the fly (reading the WAVs, the mel front-end and the VAE encoder every step, as a pipeline without a cache
 does). Same U-Net, conditioner, batch and seeds in both. Without --data, 64 synthetic 1.28 s tones are written to a
-temporary folder; without --vae (or when it is missing) a random VAE of --preset's size is used. Prints JSON.
+temporary folder; without --vae a random VAE of --preset's size is used. Prints JSON.
 """
 
 import argparse
@@ -29,7 +29,7 @@ from audioldm.vae import VAE_PRESETS, MelVAE
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", default=None, help="manifest (default: 64 synthetic tones)")
-p.add_argument("--vae", default="runs/vae_demo/vae", help="trained VAE folder (random demo VAE if missing)")
+p.add_argument("--vae", default=None, help="trained VAE folder (default: a random VAE of --preset's size)")
 p.add_argument("--preset", default="demo", choices=sorted(UNET_PRESETS), help="U-Net preset, and the random VAE's")
 p.add_argument("--seconds", type=float, default=1.28)
 p.add_argument("--batch", type=int, default=16)
@@ -51,7 +51,7 @@ if args.data is None:  # synthetic tones with instrument/pitch labels
     (Path(tmp.name) / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     args.data = str(Path(tmp.name) / "m.jsonl")
 clips = load_clips(args.data)
-vae = MelVAE.from_pretrained(args.vae) if Path(args.vae).is_dir() else MelVAE(VAE_PRESETS[args.preset]())
+vae = MelVAE.from_pretrained(args.vae) if args.vae else MelVAE(VAE_PRESETS[args.preset]())
 vae.eval()
 fields = [LabelField("instrument", values=sorted({str(c.labels["instrument"]) for c in clips})),
           LabelField("pitch", "numeric", low=21, high=108)]
@@ -106,7 +106,7 @@ def data_only(make_batch):
     return (time.perf_counter() - t0) / args.steps
 
 
-row = {"bench": "latent_cache", "vae": args.vae if Path(args.vae).is_dir() else f"random {args.preset}", "data": args.data if tmp.name not in args.data else "synthetic tones",
+row = {"bench": "latent_cache", "vae": args.vae or f"random {args.preset}", "data": args.data if tmp.name not in args.data else "synthetic tones",
        "clips": len(clips), "batch": args.batch, "clip_seconds": args.seconds, "unet": args.preset,
        "latents": list(cached.mean.shape[1:]), "threads": args.threads, "cache_build_s": round(cache_build_s, 2)}
 row["cached_step_s"] = round(train_steps(batch_cached), 4)
