@@ -40,12 +40,13 @@ torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
 tmp = tempfile.TemporaryDirectory()
-if args.data is None:  # synthetic tones with instrument/pitch labels
+synthetic = args.data is None
+if synthetic:  # decaying tones with instrument/pitch labels
     rows = []
+    time_s = np.arange(int(16000 * args.seconds)) / 16000
     for k in range(64):
         pitch = 48 + k % 36
-        t = np.arange(int(16000 * args.seconds)) / 16000
-        wav = 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * t) * np.exp(-2 * t)
+        wav = 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * time_s) * np.exp(-2 * time_s)
         sf.write(Path(tmp.name) / f"{k}.wav", wav.astype(np.float32), 16000)
         rows.append({"path": f"{k}.wav", "instrument": ["a", "b"][k % 2], "pitch": pitch})
     (Path(tmp.name) / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -63,9 +64,9 @@ stage = LDMStage(LatentDiffusion(unet, NoiseSchedule(ScheduleConfig(prediction="
 opt = stage.optimizers(argparse.Namespace(lr=1e-4))["unet"]
 ctx = StepContext(step=0, epoch=0, seed=0, device=torch.device("cpu"), info=DistInfo(), ema={})
 audio = ClipDataset(clips, vae.config.mel, args.seconds)
-t = time.perf_counter()
+t0 = time.perf_counter()
 cache = build_latent_cache(vae, audio, Path(tmp.name) / "latents.safetensors", batch_size=args.batch)
-cache_build_s = time.perf_counter() - t
+cache_build_s = time.perf_counter() - t0
 cached = LatentDataset(cache)
 
 
@@ -106,8 +107,9 @@ def data_only(make_batch):
     return (time.perf_counter() - t0) / args.steps
 
 
-row = {"bench": "latent_cache", "vae": args.vae or f"random {args.preset}", "data": args.data if tmp.name not in args.data else "synthetic tones",
-       "clips": len(clips), "batch": args.batch, "clip_seconds": args.seconds, "unet": args.preset,
+row = {"bench": "latent_cache", "vae": args.vae or f"random {args.preset}",
+       "data": "synthetic tones" if synthetic else args.data, "clips": len(clips), "batch": args.batch,
+       "clip_seconds": args.seconds, "unet": args.preset,
        "latents": list(cached.mean.shape[1:]), "threads": args.threads, "cache_build_s": round(cache_build_s, 2)}
 row["cached_step_s"] = round(train_steps(batch_cached), 4)
 row["on_the_fly_step_s"] = round(train_steps(batch_on_the_fly), 4)

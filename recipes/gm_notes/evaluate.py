@@ -111,7 +111,8 @@ per_inst = {i: {"pitch": float(ok_pitch[want.numpy() == k].mean()), "instrument"
                                                                                             .mean())}
             for k, i in enumerate(instruments)}
 summary = {
-    "model": pipe.name, "vocoder": args.vocoder or type(pipe.vocoder).__name__, "n_generated": len(res.audio), "steps": res.params["steps"], "sampler": res.params["sampler"],
+    "model": pipe.name, "vocoder": args.vocoder or type(pipe.vocoder).__name__, "n_generated": len(res.audio),
+    "steps": res.params["steps"], "sampler": res.params["sampler"],
     "guidance": res.params["guidance"], "pitch_accuracy": float(ok_pitch.mean()),
     "pitch_accuracy_vs_midi_note": float((np.abs(cents_midi) <= 50).mean()),
     "sounding_octaves": {i: o for i, o in octaves.items() if o},
