@@ -45,6 +45,7 @@ p.add_argument("--guidance", type=float, default=None)
 p.add_argument("--sampler", default=None)
 p.add_argument("--seconds", type=float, default=1.28)
 p.add_argument("--classifier-steps", type=int, default=600)
+p.add_argument("--classifier-seed", type=int, default=0)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--table", action="store_true")
 args = p.parse_args()
@@ -71,9 +72,10 @@ def mels_of(clips):
 # 1. the instrument classifier, on real renders the generator never saw
 cls_clips = [c for c in load_clips(args.classifier_data) if c.labels.get("instrument") in instruments]
 cls_train, cls_test = split_by_hash(cls_clips, 0.2)
+torch.manual_seed(args.classifier_seed)  # its init must not depend on what loading the model drew from the global RNG
 clf = NoteClassifier(NoteClassifierConfig(classes=list(instruments), n_mels=pipe.mel_config.n_mels))
 target = lambda cl: torch.tensor([instruments.index(c.labels["instrument"]) for c in cl])  # noqa: E731
-train_classifier(clf, mels_of(cls_train), target(cls_train), steps=args.classifier_steps)
+train_classifier(clf, mels_of(cls_train), target(cls_train), steps=args.classifier_steps, seed=args.classifier_seed)
 
 
 def classify(mels):

@@ -68,7 +68,8 @@ train_clips, _ = split_by_hash(clips, args.valid_fraction)
 cache = run / "latents.safetensors"
 if not cache.exists():
     ds = ClipDataset(train_clips, vae.config.mel, args.clip_seconds)
-    build_latent_cache(vae, ds, cache, progress=lambda it: tqdm(it, desc="encode latents", file=sys.stderr))
+    bar = None if args.no_progress else (lambda it: tqdm(it, desc="encode latents", file=sys.stderr))
+    build_latent_cache(vae, ds, cache, progress=bar)
 latents = LatentDataset(cache, seed=args.seed)
 
 # 2. the conditioner: label fields from the manifest (categorical strings, numeric ranges), or learned text
