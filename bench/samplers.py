@@ -21,7 +21,8 @@ from audioldm.pipeline import AudioLDM
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--model", default=None)
-p.add_argument("--real", default="data/gm_notes_demo/manifest.jsonl", help="real renders (sounding octave)")
+p.add_argument("--real", default="data/gm_notes_fluid/manifest.jsonl",
+               help="real renders of the model's training soundfont (sounding octave)")
 p.add_argument("--ddim", type=int, nargs="*", default=[10, 25, 50, 100, 200])
 p.add_argument("--dpmpp", type=int, nargs="*", default=[5, 10, 15, 20, 25])
 p.add_argument("--pitches", type=int, nargs="+", default=[48, 53, 57, 60, 64, 67, 71, 76, 79, 83])

@@ -1,4 +1,4 @@
-"""python recipes/gm_notes/evaluate.py --classifier-data data/gm_notes_cls/manifest.jsonl --real data/gm_notes_demo/manifest.jsonl [--model DIR]
+"""python recipes/gm_notes/evaluate.py --classifier-data data/gm_notes_fluid_cls/manifest.jsonl --real data/gm_notes_fluid/manifest.jsonl [--model DIR]
 
 Evaluate a (label-conditioned) GM-notes model as shipped: generate every instrument x a spread of pitches x seeds
 through the full pipeline and report
