@@ -10,8 +10,10 @@ log(clamp(mel, min=1e-5)).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,7 @@ from torch import nn
 
 from .config import config_from_dict
 
-__all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "griffin_lim", "MelConfigMismatch"]
+__all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "mel_to_magnitude", "griffin_lim", "MelConfigMismatch"]
 
 
 class MelConfigMismatch(ValueError):
@@ -188,13 +190,87 @@ class MelFrontend(nn.Module):
         return logmel[0] if squeeze else logmel
 
 
+@functools.lru_cache(maxsize=8)
+def _peak_dictionary(cfg: MelConfig, fine_below_hz: float = 2000.0, oversample: int = 4,
+                     half_width: int = 4) -> torch.Tensor:
+    """K: float32 [n_freqs, atoms]. Each column is the analysis window's magnitude response (what one steady sinusoid
+    leaves in an STFT frame) centred at one frequency, truncated to +-half_width bins. Centres lie every
+    1 / oversample bin below ``fine_below_hz`` (where mel bands are a few bins wide, so where in its band a partial
+    sits is recoverable from the neighbouring bands) and every bin above (where bands are wide and it is not)."""
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    fine = min(cfg.n_freqs - 1, int(fine_below_hz / bin_hz))
+    centres = torch.cat([torch.arange(fine * oversample), torch.arange(fine, cfg.n_freqs) * oversample])
+    window = torch.hann_window(cfg.win_length, periodic=True, dtype=torch.float64)
+    response = torch.fft.rfft(F.pad(window, (0, cfg.n_fft * oversample - cfg.win_length))).abs()
+    response = response / response[0]  # response[d] = window response d / oversample bins off centre
+    offset = (torch.arange(cfg.n_freqs)[:, None] * oversample - centres[None, :]).abs()
+    inside = offset <= half_width * oversample
+    return torch.where(inside, response[offset.clamp(max=half_width * oversample)], 0.0).float()
+
+
+@functools.lru_cache(maxsize=8)
+def _peak_operator(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(K, A, A^T, pinv) for mel_to_magnitude: A = mel filterbank @ K [n_mels, atoms] (about 4% non-zero, so A and
+    A^T are also returned as CSR for the CPU), pinv = filterbank pseudo-inverse [n_freqs, n_mels]."""
+    basis = torch.from_numpy(mel_filterbank(cfg))
+    peaks = _peak_dictionary(cfg)
+    a = basis @ peaks
+    a = torch.where(a > 1e-9 * a.max(), a, 0.0)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul with a dense matrix is all we use
+        warnings.simplefilter("ignore")
+        return peaks, a.to_sparse_csr(), a.T.contiguous().to_sparse_csr(), torch.linalg.pinv(basis)
+
+
+def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 300) -> torch.Tensor:
+    """Log-mel [B, n_mels, F] -> linear STFT magnitude [B, n_fft // 2 + 1, F] (float32, >= 0).
+
+    The filterbank pseudo-inverse (``n_iter=0``) spreads each partial over its mel band and its peak lands near the
+    band's centre: at 64 bands over 8 kHz a 131 Hz marimba C3 comes back near 138 Hz, +85 cents. Instead each frame
+    is modelled as a non-negative sum of window responses (one per possible steady sinusoid, centred every quarter
+    bin below 2 kHz and every bin above) and the weights are fitted to the mel energies by least squares with Lee & Seung's multiplicative
+    updates (NIPS 2000, eq. 4), started from the pseudo-inverse; ``n_iter`` updates (300: a partial lands within
+    about 10 cents of where it was; 1.28 s of audio costs ~0.1 s on 2 CPU cores).
+    """
+    cfg = config or MelConfig()
+    squeeze = logmel.dim() == 2
+    if squeeze:
+        logmel = logmel.unsqueeze(0)
+    if logmel.dim() != 3 or logmel.shape[1] != cfg.n_mels:
+        raise ValueError(f"mel_to_magnitude: expected log-mel [B, {cfg.n_mels}, frames], got {tuple(logmel.shape)}")
+    b, n_mels, frames = logmel.shape
+    mel = torch.exp(logmel.float()).transpose(0, 1).reshape(n_mels, b * frames)  # every frame is one column
+    peaks, a, a_t, pinv = _peak_operator(cfg)
+    on_cpu = logmel.device.type == "cpu"
+    if not on_cpu:  # dense is fast enough on accelerators, and not every backend has CSR matmul
+        a, a_t = a.to_dense(), a_t.to_dense()
+    peaks, a, a_t, pinv = (t.to(logmel.device) for t in (peaks, a, a_t, pinv))
+    if n_iter <= 0:
+        mag = torch.clamp(pinv @ mel, min=0.0)
+    else:
+        # Start from the pseudo-inverse spread over the atoms near each bin; a zero weight stays zero under the
+        # updates, so start strictly positive.
+        weights = torch.clamp(peaks.T @ torch.clamp(pinv @ mel, min=0.0), min=1e-8) / peaks.sum(0)[:, None]
+        # Frames are independent; on the CPU 256 at a time stay in cache (a batch of 16 notes, 2048 frames, in one
+        # piece runs 1.25x slower on 2 cores).
+        size = 256 if on_cpu else weights.shape[1]
+        for chunk, target in zip(weights.split(size, dim=1), mel.split(size, dim=1)):
+            numerator = a_t @ target
+            for _ in range(n_iter):  # in place: the element-wise work costs as much as the sparse products
+                ratio = (a_t @ (a @ chunk)).add_(1e-12)
+                chunk.mul_(torch.div(numerator, ratio, out=ratio))
+        mag = peaks @ weights
+    mag = mag.reshape(-1, b, frames).transpose(0, 1)
+    return mag[0] if squeeze else mag
+
+
 def griffin_lim(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 60, momentum: float = 0.99,
-                seed: int | None = 0) -> torch.Tensor:
+                seed: int | None = 0, magnitude_iter: int = 300) -> torch.Tensor:
     """Invert log-mel [B, n_mels, F] (or [n_mels, F]) to a waveform [B, F * hop] (or [F * hop]).
 
-    Mel -> linear magnitude by the filterbank pseudo-inverse (clamped at 0), then torchaudio's fast Griffin-Lim
-    (Perraudin et al. 2013). torchaudio frames are centred (pad n_fft / 2), ours are not (pad (n_fft - hop) / 2):
-    frame k is centred at sample k * hop + hop / 2, so we reconstruct the signal from hop / 2 on and shift it back.
+    Mel -> linear magnitude by ``mel_to_magnitude`` (``magnitude_iter`` updates; 0 = pseudo-inverse), then
+    torchaudio's fast Griffin-Lim (Perraudin et al. 2013). torchaudio frames are centred (pad n_fft / 2), ours are not
+    (pad (n_fft - hop) / 2): frame k is centred at sample k * hop + hop / 2, so we reconstruct the signal from hop / 2
+    on and shift it back.
     """
     import torchaudio.functional as AF
 
@@ -202,10 +278,7 @@ def griffin_lim(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: i
     squeeze = logmel.dim() == 2
     if squeeze:
         logmel = logmel.unsqueeze(0)
-    logmel = logmel.float()
-    basis = torch.from_numpy(mel_filterbank(cfg)).to(logmel.device)
-    inv = torch.linalg.pinv(basis)  # [n_freqs, n_mels]
-    mag = torch.clamp(inv @ torch.exp(logmel), min=0.0)
+    mag = mel_to_magnitude(logmel, cfg, n_iter=magnitude_iter)
     frames = mag.shape[-1]
     shift = (cfg.n_fft // 2) - cfg.pad  # = hop / 2 for the default convention
     length = frames * cfg.hop_length - shift

@@ -1,11 +1,12 @@
 import json
+import math
 
 import librosa
 import numpy as np
 import pytest
 import torch
 
-from audioldm.mel import MelConfig, MelConfigMismatch, MelFrontend, griffin_lim, mel_filterbank
+from audioldm.mel import MelConfig, MelConfigMismatch, MelFrontend, griffin_lim, mel_filterbank, mel_to_magnitude
 
 
 def reference_logmel(x: np.ndarray, c: MelConfig) -> np.ndarray:
@@ -104,3 +105,38 @@ def test_griffin_lim_inverts(tiny_notes):
 def test_cuda_matches_cpu():
     x = torch.randn(2, 16000) * 0.3
     torch.testing.assert_close(MelFrontend().cuda()(x.cuda()).cpu(), MelFrontend()(x), atol=1e-3, rtol=1e-4)
+
+
+def _peak_bin(mag: torch.Tensor) -> float:
+    """Centroid (in bins) of the 3 bins around the strongest bin of a time-averaged magnitude [n_freqs, F]."""
+    spectrum = mag[:, 20:-20].mean(1)
+    k = int(spectrum.argmax())
+    near = spectrum[k - 1:k + 2]
+    return float((near * torch.arange(k - 1, k + 2)).sum() / near.sum())
+
+
+@pytest.mark.parametrize("hz", [130.81, 174.61])
+def test_mel_to_magnitude_puts_partials_where_they_were(hz):
+    # The filterbank pseudo-inverse moves a low partial to its mel band's centre (about a semitone off here); the
+    # peak fit keeps it within a quarter bin.
+    t = torch.arange(16000) / 16000
+    m = MelFrontend()(0.5 * torch.sin(2 * math.pi * hz * t))
+    true_bin = hz / (16000 / 1024)
+    assert abs(_peak_bin(mel_to_magnitude(m, n_iter=0)) - true_bin) > 0.5
+    assert abs(_peak_bin(mel_to_magnitude(m)) - true_bin) < 0.25
+
+
+def test_mel_to_magnitude_contract():
+    cfg = MelConfig()
+    m = torch.randn(3, 64, 40) - 4
+    mag = mel_to_magnitude(m, n_iter=50)
+    assert mag.shape == (3, cfg.n_freqs, 40) and (mag >= 0).all() and torch.isfinite(mag).all()
+    torch.testing.assert_close(mel_to_magnitude(m[1], n_iter=50), mag[1])  # frames are independent of the batch
+    pinv = torch.linalg.pinv(torch.from_numpy(mel_filterbank(cfg)))
+    torch.testing.assert_close(mel_to_magnitude(m, n_iter=0), torch.clamp(pinv @ torch.exp(m), min=0))
+    # the fit explains the mel energies better than the clamped pseudo-inverse does
+    basis = torch.from_numpy(mel_filterbank(cfg))
+    err = lambda mg: (torch.log(torch.clamp(basis @ mg, min=1e-5)) - m).abs().mean()  # noqa: E731
+    assert err(mel_to_magnitude(m)) < err(mel_to_magnitude(m, n_iter=0))
+    with pytest.raises(ValueError, match="expected log-mel"):
+        mel_to_magnitude(torch.zeros(1, 80, 10))

@@ -8,6 +8,7 @@ from audioldm.training import TrainConfig, Trainer
 from audioldm.training.vocoder_stage import VocoderLossConfig, VocoderStage
 from audioldm.vocoders import GriffinLimVocoder, HiFiGAN, HIFIGAN_PRESETS, Vocos, build_vocoder, load_vocoder
 from audioldm.vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from audioldm.vocoders.griffinlim import GriffinLimConfig
 from audioldm.vocoders.vocos import istft_frames
 from audioldm.weights import WeightsError
 
@@ -21,8 +22,14 @@ def test_output_length_is_frames_times_hop(kind, preset, frames):
     assert out.shape == (2, frames * 160) and torch.isfinite(out).all()
 
 
-def test_griffin_lim_slot_and_bad_shapes():
+def test_griffin_lim_slot_and_bad_shapes(tmp_path):
     assert GriffinLimVocoder()(torch.randn(1, 64, 5) - 6).shape == (1, 800)
+    # config round trip; a folder saved before magnitude_iter existed loads with the peak fit (the default)
+    GriffinLimVocoder(GriffinLimConfig(n_iter=7, magnitude_iter=0)).save_pretrained(tmp_path / "gl")
+    assert load_vocoder(tmp_path / "gl").config.magnitude_iter == 0
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text('{"kind": "griffinlim", "n_iter": 60, "momentum": 0.99}')
+    assert load_vocoder(tmp_path / "old").config.magnitude_iter == GriffinLimConfig().magnitude_iter == 300
     for v in (build_vocoder("vocos", "tiny"), build_vocoder("hifigan", "tiny")):
         with pytest.raises(ValueError, match=r"expected log-mel \[B, 64, frames\]"):
             v(torch.randn(1, 80, 5))

@@ -17,6 +17,7 @@ from ..mel import MelConfig, griffin_lim
 class GriffinLimConfig:
     n_iter: int = 60
     momentum: float = 0.99
+    magnitude_iter: int = 300  # mel -> magnitude peak-fit updates (mel.mel_to_magnitude); 0 = pseudo-inverse
     mel: MelConfig = field(default_factory=MelConfig)
 
 
@@ -30,7 +31,8 @@ class GriffinLimVocoder(nn.Module):
         return self.config.mel
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return griffin_lim(mel, self.config.mel, n_iter=self.config.n_iter, momentum=self.config.momentum)
+        return griffin_lim(mel, self.config.mel, n_iter=self.config.n_iter, momentum=self.config.momentum,
+                           magnitude_iter=self.config.magnitude_iter)
 
     def save_pretrained(self, folder, overwrite: bool = False):
         """Write ``folder/config.json`` (there are no weights) atomically."""
