@@ -23,7 +23,8 @@ from torch import nn
 
 from .config import config_from_dict
 
-__all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "mel_to_magnitude", "griffin_lim", "MelConfigMismatch"]
+__all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "mel_to_magnitude", "phase_from_magnitude", "griffin_lim",
+           "MelConfigMismatch"]
 
 
 class MelConfigMismatch(ValueError):
@@ -265,28 +266,36 @@ def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_it
 
 def griffin_lim(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 60, momentum: float = 0.99,
                 seed: int | None = 0, magnitude_iter: int = 300) -> torch.Tensor:
-    """Invert log-mel [B, n_mels, F] (or [n_mels, F]) to a waveform [B, F * hop] (or [F * hop]).
+    """Invert log-mel [B, n_mels, F] (or [n_mels, F]) to a waveform [B, F * hop] (or [F * hop]): ``mel_to_magnitude``
+    (``magnitude_iter`` updates; 0 = pseudo-inverse), then ``phase_from_magnitude``."""
+    return phase_from_magnitude(mel_to_magnitude(logmel, config, n_iter=magnitude_iter), config, n_iter=n_iter,
+                                momentum=momentum, seed=seed)
 
-    Mel -> linear magnitude by ``mel_to_magnitude`` (``magnitude_iter`` updates; 0 = pseudo-inverse), then
-    torchaudio's fast Griffin-Lim (Perraudin et al. 2013). torchaudio frames are centred (pad n_fft / 2), ours are not
-    (pad (n_fft - hop) / 2): frame k is centred at sample k * hop + hop / 2, so we reconstruct the signal from hop / 2
-    on and shift it back.
+
+def phase_from_magnitude(mag: torch.Tensor, config: MelConfig | None = None, n_iter: int = 60, momentum: float = 0.99,
+                         seed: int | None = 0) -> torch.Tensor:
+    """Linear STFT magnitude [B, n_fft // 2 + 1, F] (or [n_freqs, F]) -> waveform [B, F * hop] (or [F * hop]) by
+    torchaudio's fast Griffin-Lim (Perraudin et al. 2013) from a seeded random phase.
+
+    torchaudio frames are centred (pad n_fft / 2), ours are not (pad (n_fft - hop) / 2): frame k is centred at sample
+    k * hop + hop / 2, so we reconstruct the signal from hop / 2 on and shift it back.
     """
     import torchaudio.functional as AF
 
     cfg = config or MelConfig()
-    squeeze = logmel.dim() == 2
+    squeeze = mag.dim() == 2
     if squeeze:
-        logmel = logmel.unsqueeze(0)
-    mag = mel_to_magnitude(logmel, cfg, n_iter=magnitude_iter)
+        mag = mag.unsqueeze(0)
+    if mag.dim() != 3 or mag.shape[1] != cfg.n_freqs:
+        raise ValueError(f"phase_from_magnitude: expected magnitude [B, {cfg.n_freqs}, frames], got {tuple(mag.shape)}")
     frames = mag.shape[-1]
     shift = (cfg.n_fft // 2) - cfg.pad  # = hop / 2 for the default convention
     length = frames * cfg.hop_length - shift
-    window = torch.hann_window(cfg.win_length, periodic=True, device=logmel.device)
+    window = torch.hann_window(cfg.win_length, periodic=True, device=mag.device)
     # griffinlim draws its random initial phase from the global RNG: seed it per row (so a row's output does not
     # depend on its batch) without disturbing the caller's RNG.
     rows = []
-    with torch.random.fork_rng(devices=[logmel.device] if logmel.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[mag.device] if mag.device.type == "cuda" else []):
         for m in mag:
             if seed is not None:
                 torch.manual_seed(seed)
