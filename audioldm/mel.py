@@ -222,8 +222,9 @@ def _peak_operator(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         return peaks, a.to_sparse_csr(), a.T.contiguous().to_sparse_csr(), torch.linalg.pinv(basis)
 
 
+@torch.no_grad()
 def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 300) -> torch.Tensor:
-    """Log-mel [B, n_mels, F] -> linear STFT magnitude [B, n_fft // 2 + 1, F] (float32, >= 0).
+    """Log-mel [B, n_mels, F] -> linear STFT magnitude [B, n_fft // 2 + 1, F] (float32, >= 0; not differentiable).
 
     The filterbank pseudo-inverse (``n_iter=0``) spreads each partial over its mel band and its peak lands near the
     band's centre: at 64 bands over 8 kHz a 131 Hz marimba C3 comes back near 138 Hz, +85 cents. Instead each frame

@@ -140,3 +140,5 @@ def test_mel_to_magnitude_contract():
     assert err(mel_to_magnitude(m)) < err(mel_to_magnitude(m, n_iter=0))
     with pytest.raises(ValueError, match="expected log-mel"):
         mel_to_magnitude(torch.zeros(1, 80, 10))
+    # a decoder output still attached to its graph is fine (the VAE recipe's preview audio does this)
+    assert griffin_lim(m[0].clone().requires_grad_(), n_iter=2).shape == (40 * 160,)
