@@ -222,6 +222,16 @@ def _peak_operator(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         return peaks, a.to_sparse_csr(), a.T.contiguous().to_sparse_csr(), torch.linalg.pinv(basis)
 
 
+def _batched(x: torch.Tensor, rows: int, caller: str, what: str) -> tuple[torch.Tensor, bool]:
+    """[rows, F] or [B, rows, F] -> ([B, rows, F], whether a batch axis was added); anything else is a ValueError."""
+    squeeze = x.dim() == 2
+    if squeeze:
+        x = x.unsqueeze(0)
+    if x.dim() != 3 or x.shape[1] != rows:
+        raise ValueError(f"{caller}: expected {what} [B, {rows}, frames], got {tuple(x.shape)}")
+    return x, squeeze
+
+
 @torch.no_grad()
 def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 300) -> torch.Tensor:
     """Log-mel [B, n_mels, F] -> linear STFT magnitude [B, n_fft // 2 + 1, F] (float32, >= 0; not differentiable).
@@ -229,16 +239,12 @@ def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_it
     The filterbank pseudo-inverse (``n_iter=0``) spreads each partial over its mel band and its peak lands near the
     band's centre: at 64 bands over 8 kHz a 131 Hz marimba C3 comes back near 138 Hz, +85 cents. Instead each frame
     is modelled as a non-negative sum of window responses (one per possible steady sinusoid, centred every quarter
-    bin below 2 kHz and every bin above) and the weights are fitted to the mel energies by least squares with Lee & Seung's multiplicative
-    updates (NIPS 2000, eq. 4), started from the pseudo-inverse; ``n_iter`` updates (300: a partial lands within
-    about 10 cents of where it was; 1.28 s of audio costs ~0.1 s on 2 CPU cores).
+    bin below 2 kHz and every bin above) and the weights are fitted to the mel energies by least squares with Lee &
+    Seung's multiplicative updates (NIPS 2000, eq. 4), started from the pseudo-inverse; ``n_iter`` updates (300: a
+    partial lands within about 10 cents of where it was; 1.28 s of audio costs ~0.1 s on 2 CPU cores).
     """
     cfg = config or MelConfig()
-    squeeze = logmel.dim() == 2
-    if squeeze:
-        logmel = logmel.unsqueeze(0)
-    if logmel.dim() != 3 or logmel.shape[1] != cfg.n_mels:
-        raise ValueError(f"mel_to_magnitude: expected log-mel [B, {cfg.n_mels}, frames], got {tuple(logmel.shape)}")
+    logmel, squeeze = _batched(logmel, cfg.n_mels, "mel_to_magnitude", "log-mel")
     b, n_mels, frames = logmel.shape
     mel = torch.exp(logmel.float()).transpose(0, 1).reshape(n_mels, b * frames)  # every frame is one column
     peaks, a, a_t, pinv = _peak_operator(cfg)
@@ -284,11 +290,7 @@ def phase_from_magnitude(mag: torch.Tensor, config: MelConfig | None = None, n_i
     import torchaudio.functional as AF
 
     cfg = config or MelConfig()
-    squeeze = mag.dim() == 2
-    if squeeze:
-        mag = mag.unsqueeze(0)
-    if mag.dim() != 3 or mag.shape[1] != cfg.n_freqs:
-        raise ValueError(f"phase_from_magnitude: expected magnitude [B, {cfg.n_freqs}, frames], got {tuple(mag.shape)}")
+    mag, squeeze = _batched(mag, cfg.n_freqs, "phase_from_magnitude", "magnitude")
     frames = mag.shape[-1]
     shift = (cfg.n_fft // 2) - cfg.pad  # = hop / 2 for the default convention
     length = frames * cfg.hop_length - shift

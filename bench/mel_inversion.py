@@ -52,7 +52,8 @@ def ours(n_iter):
 methods = [(f"peak fit, {n} updates" if n else "pseudo-inverse", ours(n)) for n in args.iters]
 methods.append(("librosa mel_to_stft (NNLS, reference)", librosa_nnls))
 real = np.array([pitch_error_cents(wav.numpy(), cfg.sample_rate, r["pitch"]) for r, wav in clips])
-print(json.dumps({"method": "real audio", "notes": len(clips), "within_50_cents": round(float((abs(real) < 50).mean()), 4),
+print(json.dumps({"method": "real audio", "notes": len(clips),
+                  "within_50_cents": round(float((abs(real) < 50).mean()), 4),
                   "median_abs_cents": round(float(np.median(abs(real))), 2)}))
 for name, to_magnitude in methods:
     cents, l1, seconds = [], [], 0.0
