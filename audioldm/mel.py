@@ -248,16 +248,15 @@ def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_it
     b, n_mels, frames = logmel.shape
     mel = torch.exp(logmel.float()).transpose(0, 1).reshape(n_mels, b * frames)  # every frame is one column
     peaks, a, a_t, pinv = _peak_operator(cfg)
-    on_cpu = logmel.device.type == "cpu"
-    if not on_cpu:  # dense is fast enough on accelerators, and not every backend has CSR matmul
-        a, a_t = a.to_dense(), a_t.to_dense()
-    peaks, a, a_t, pinv = (t.to(logmel.device) for t in (peaks, a, a_t, pinv))
-    if n_iter <= 0:
-        mag = torch.clamp(pinv @ mel, min=0.0)
-    else:
+    mag = torch.clamp(pinv.to(mel.device) @ mel, min=0.0)
+    if n_iter > 0:
+        on_cpu = mel.device.type == "cpu"
+        if not on_cpu:  # dense is fast enough on accelerators, and not every backend has CSR matmul
+            a, a_t = a.to_dense(), a_t.to_dense()
+        peaks, a, a_t = (t.to(mel.device) for t in (peaks, a, a_t))
         # Start from the pseudo-inverse spread over the atoms near each bin; a zero weight stays zero under the
         # updates, so start strictly positive.
-        weights = torch.clamp(peaks.T @ torch.clamp(pinv @ mel, min=0.0), min=1e-8) / peaks.sum(0)[:, None]
+        weights = torch.clamp(peaks.T @ mag, min=1e-8) / peaks.sum(0)[:, None]
         # Frames are independent; on the CPU 256 at a time stay in cache (a batch of 16 notes, 2048 frames, in one
         # piece runs 1.25x slower on 2 cores).
         size = 256 if on_cpu else weights.shape[1]

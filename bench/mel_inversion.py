@@ -11,12 +11,12 @@ magnitude step alone. Prints JSON lines, one per method.
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from audioldm.audio import load_audio
+from audioldm.data import load_clips
 from audioldm.evaluation import pitch_error_cents
 from audioldm.mel import MelConfig, MelFrontend, mel_to_magnitude, phase_from_magnitude
 
@@ -31,11 +31,10 @@ torch.set_num_threads(args.threads)
 
 cfg = MelConfig()
 frontend = MelFrontend(cfg)
-rows = [json.loads(line) for line in open(args.data)]
-notes = [r for r in rows if r.get("velocity") == args.velocity and r.get("pitch") in args.pitches]
-if not notes:
+clips = [(c.labels, torch.from_numpy(load_audio(c.path, cfg.sample_rate))) for c in load_clips(args.data)
+         if c.labels.get("velocity") == args.velocity and c.labels.get("pitch") in args.pitches]
+if not clips:
     raise SystemExit(f"{args.data}: no notes at velocity {args.velocity} and pitches {args.pitches}")
-clips = [(r, torch.from_numpy(load_audio(Path(args.data).parent / r["path"], cfg.sample_rate))) for r in notes]
 
 
 def librosa_nnls(logmel):

@@ -49,7 +49,7 @@ def test_phrasings_and_labels_agree(pipe):
 
 
 def test_prompts_make_the_requested_notes(pipe):
-    """The README prompt and three more, 4 seeds each: most notes within 50 cents (evaluate.py measures 89 % over
+    """The README prompt and three more, 4 seeds each: most notes within 50 cents (evaluate.py measures 94 % over
     the full grid; this is a smoke test of the shipped weights, not the evaluation)."""
     prompts = {"a violin playing C5, loud": 72, "flute G5": 79, "a soft piano note, C4": 60, "G4 on the trumpet": 67}
     res = pipe.generate(list(prompts), seed=0, num_per_prompt=4, progress=False)
