@@ -15,6 +15,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .files import apply_umask_mode
+
 __all__ = ["AudioError", "load_audio", "save_audio", "audio_info", "resample", "to_mono",
            "peak_normalize", "pad_or_crop"]
 
@@ -42,6 +44,16 @@ def audio_info(path: str | os.PathLike) -> dict:
     }
 
 
+def _native(path: Path):
+    """The name libsndfile opens: bytes when the name is not valid UTF-8 (os.walk hands such names back with
+    surrogate escapes, which soundfile cannot encode)."""
+    try:
+        str(path).encode("utf-8")
+        return str(path)
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
     """Read all frames as float32 [T, C], validating everything that can go wrong."""
     if not path.exists():
@@ -51,7 +63,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        info = sf.info(str(path))
+        info = sf.info(_native(path))
     except Exception as e:  # libsndfile: unknown container, or a known one with a broken header
         msg = _clean(e)
         if "not recognised" in msg.lower() or "unknown format" in msg.lower():
@@ -59,7 +71,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
                              f"{', '.join(sorted(sf.available_formats()))}") from None
         raise AudioError(f"{path}: corrupt or unreadable audio header ({msg})") from None
     try:
-        wav = sf.read(str(path), dtype="float32", always_2d=True)[0]
+        wav = sf.read(_native(path), dtype="float32", always_2d=True)[0]
     except Exception as e:
         raise AudioError(f"{path}: corrupt or truncated audio data ({_clean(e)})") from None
     if wav.shape[0] == 0:
@@ -181,6 +193,7 @@ def save_audio(path: str | os.PathLike, wav, sample_rate: int, overwrite: bool =
     try:
         data = wav.T if wav.ndim == 2 else wav
         sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype)
+        apply_umask_mode(tmp, directory=False)  # mkstemp made it 0600; give it a new file's usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -96,10 +96,15 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    from pathlib import Path
+
     from .export import export_samples, read_prompt_file
+    from .files import portable_model_id
 
     rows = read_prompt_file(args.prompts)
     pipe, model = _load_pipeline(args)
+    # a folder is recorded as NAME@CONTENT-HASH (no path of this machine); a hub id as it is
+    model = portable_model_id(model) if Path(model).is_dir() else model
     man = export_samples(pipe, rows, args.out, duration=args.duration, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, seed=args.seed, negative_prompt=args.negative_prompt,
                          num_per_prompt=args.num, fmt=args.format, overwrite=args.overwrite,

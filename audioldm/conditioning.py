@@ -21,12 +21,44 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LabelField", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
-           "ConditionError", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer",
+           "ConditionError", "UnknownWordsWarning", "prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer",
            "save_conditioner", "load_conditioner"]
 
 
 class ConditionError(ValueError):
     """A label or prompt the conditioner cannot encode; the message lists what it knows."""
+
+
+class UnknownWordsWarning(UserWarning):
+    """A prompt to a learned word-level text encoder has words outside its vocabulary (they are dropped)."""
+
+
+def prompt_reports(conditioner, prompts: list[str], warn: bool = True) -> list[dict]:
+    """Per prompt, what the conditioner actually reads: parsed ``labels`` (label models that read prompts),
+    ``tokens`` kept + ``unknown_words`` (learned word-level text encoders) or subword ``tokens`` (pretrained
+    encoders; no vocabulary check). With ``warn``, unknown words give an :class:`UnknownWordsWarning` (on stderr)
+    naming them, and saying the output is unconditioned when no word was known."""
+    import warnings
+
+    out = []
+    for p in prompts:
+        if isinstance(conditioner, LabelConditioner):
+            rep = {"labels": conditioner.parse([p])[0]}
+        elif hasattr(conditioner, "prompt_report"):
+            rep = conditioner.prompt_report(p)
+        else:
+            rep = {}
+        unknown = rep.get("unknown_words") or []
+        if warn and unknown:
+            if rep.get("tokens"):
+                msg = (f"prompt {p!r}: {len(unknown)} word(s) outside the model's vocabulary are ignored: "
+                       f"{', '.join(map(repr, unknown))}")
+            else:
+                msg = (f"prompt {p!r}: no word is in the model's vocabulary ({', '.join(map(repr, unknown))}); "
+                       f"the output is unconditioned")
+            warnings.warn(UnknownWordsWarning(msg), stacklevel=3)
+        out.append(rep)
+    return out
 
 
 @dataclass
@@ -182,6 +214,11 @@ class WordTokenizer:
     def encode(self, text: str) -> list[int]:
         return [1] + [self.index.get(w, 2) for w in _WORD.findall(text.lower())]
 
+    def split(self, text: str) -> tuple[list[str], list[str]]:
+        """(words in the vocabulary, words outside it), in prompt order."""
+        words = _WORD.findall(text.lower())
+        return [w for w in words if w in self.index], [w for w in words if w not in self.index]
+
 
 class ByteTokenizer:
     """UTF-8 bytes + 3 (ids: 0 pad, 1 bos, 2 unused)."""
@@ -238,7 +275,9 @@ class TextConditioner(nn.Module):
         for p in prompts:
             if not isinstance(p, str):
                 raise ConditionError(f"prompts must be strings, got {p!r}")
-        seqs = [self.tokenizer.encode(p)[: self.config.max_tokens] for p in prompts]
+        # words outside the vocabulary are dropped, not mapped to <unk> (never seen in training): a prompt of only
+        # unknown words then reads as the empty prompt, the null condition, and prompt_report() says so
+        seqs = [[t for t in self.tokenizer.encode(p) if t != 2][: self.config.max_tokens] for p in prompts]
         L = max(len(s) for s in seqs)
         ids = torch.zeros(len(seqs), L, dtype=torch.long)
         for i, s in enumerate(seqs):
@@ -258,6 +297,14 @@ class TextConditioner(nn.Module):
 
     def null_condition(self, batch_size: int) -> dict:
         return self([""] * batch_size)
+
+    def prompt_report(self, prompt: str) -> dict:
+        """What the encoder reads of ``prompt``: ``{"tokens": words kept, "unknown_words": words dropped}`` for the
+        word tokenizer; the byte tokenizer reads every byte (``tokens`` None, no unknown words)."""
+        if not isinstance(self.tokenizer, WordTokenizer):
+            return {"tokens": None, "unknown_words": []}
+        kept, unknown = self.tokenizer.split(prompt)
+        return {"tokens": kept[: self.config.max_tokens - 1], "unknown_words": unknown}
 
 
 def pad_tokens(cond: dict, length: int) -> dict:

@@ -93,6 +93,10 @@ class PretrainedTextConditioner(nn.Module):
     def null_condition(self, batch_size: int) -> dict:
         return self([""] * batch_size)
 
+    def prompt_report(self, prompt: str) -> dict:
+        """The subword tokens the encoder reads (subword vocabularies cover any word: no unknown-word check)."""
+        return {"tokens": self.tokenizer.tokenize(prompt)[: self.config.max_tokens], "unknown_words": []}
+
     def save_pretrained(self, folder, overwrite: bool = False):
         """Write ``folder/config.json`` (kind "pretrained_text") and the transformers model + tokenizer (safetensors)
         into ``folder/text_model``, so the folder loads offline with :meth:`from_folder`."""

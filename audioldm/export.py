@@ -226,13 +226,16 @@ def export_samples(pipe, rows: list[dict], out_dir, duration=None, steps=None, g
                                 duration=r.get("duration", duration), steps=steps, guidance=guidance, sampler=sampler,
                                 seed=[p["seed"] for p in mine], num_per_prompt=len(mine),
                                 negative_prompt=r.get("negative_prompt", negative_prompt), progress=progress)
-            for p, wav, mel in zip(mine, res.audio, res.mels.numpy()):
+            for p, wav, mel, read in zip(mine, res.audio, res.mels.numpy(), res.reads):
                 save_audio(out / p["file"], wav, res.sample_rate, overwrite=True)
                 save_spectrogram(out / p["spectrogram"], mel, res.sample_rate, pipe.mel_config.hop_length,
                                  r.get("prompt") or p["file"])
                 prm = {k: v for k, v in res.params.items() if k not in ("seeds", "model", "audioldm_version", "mode")}
+                # what the model was actually asked: parsed labels, or the tokens a text encoder kept (+ dropped)
                 samples.append({"file": p["file"], "spectrogram": p["spectrogram"], "prompt": r.get("prompt"),
-                                "labels": r.get("labels"), "seed": p["seed"], **prm,
+                                "labels": read.get("labels", r.get("labels")), **{k: v for k, v in read.items()
+                                                                                 if k != "labels"},
+                                "seed": p["seed"], **prm,
                                 "duration_s": round(len(wav) / res.sample_rate, 4)})
         except Exception as e:  # one bad row must not lose the others
             failures.append({"row": i, "line": r.get("_line"), "prompt": r.get("prompt"), "labels": r.get("labels"),

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .conditioning import ConditionError, LabelConditioner, load_conditioner, save_conditioner
+from .conditioning import ConditionError, LabelConditioner, load_conditioner, prompt_reports, save_conditioner
 from .config import config_from_dict, config_to_dict
 from .diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from .mel import MelConfig, MelFrontend
@@ -67,6 +67,7 @@ class GenerationResult:
     labels: list
     seeds: list[int]
     params: dict = field(default_factory=dict)
+    reads: list[dict] = field(default_factory=list)  # per sample, what the model read (conditioning.prompt_reports)
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -108,11 +109,13 @@ class AudioLDM:
     """VAE + conditional U-Net + noise schedule + conditioner + vocoder, ready to generate."""
 
     def __init__(self, vae: MelVAE, unet: UNet, schedule: NoiseSchedule, conditioner: torch.nn.Module,
-                 vocoder: torch.nn.Module, defaults: GenerationDefaults | None = None, name: str = "audioldm-model"):
+                 vocoder: torch.nn.Module, defaults: GenerationDefaults | None = None, name: str = "audioldm-model",
+                 info: dict | None = None):
         self.vae, self.unet, self.schedule = vae.eval(), unet.eval(), schedule
         self.conditioner, self.vocoder = conditioner.eval(), vocoder.eval()
         self.defaults = defaults or GenerationDefaults()
         self.name = name
+        self.info = dict(info or {})  # free-form facts saved in model_index.json "info" (training data, licence)
         self.diffusion = LatentDiffusion(unet, schedule)
         self.frontend = MelFrontend(vae.mel_config)
         self.dtype = torch.float32
@@ -217,7 +220,8 @@ class AudioLDM:
             mel.check_same(vae.mel_config, f"{MODEL_INDEX} and vae")
         except ValueError as e:
             raise PipelineError(f"{index_path}: {e}") from None
-        pipe = cls(vae, unet, schedule, conditioner, vocoder, defaults, name=index.get("name", folder.name))
+        pipe = cls(vae, unet, schedule, conditioner, vocoder, defaults, name=index.get("name", folder.name),
+                   info=index.get("info") if isinstance(index.get("info"), dict) else None)
         return pipe.to(device if device is not None else "cpu", dtype)
 
     def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
@@ -234,7 +238,8 @@ class AudioLDM:
             index = {"format": "audioldm", "audioldm_version": __version__, "name": self.name,
                      "sample_rate": self.sample_rate, "conditioning": "labels" if self.uses_labels else "text",
                      "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
-                     "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults)}
+                     "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults),
+                     **({"info": self.info} if self.info else {})}
             (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
         return Path(path)
 
@@ -382,6 +387,8 @@ class AudioLDM:
         prompts, label_list = self.requests(prompt, labels, num_per_prompt)
         s = self.settings(duration, steps, guidance, sampler)
         n = len(prompts)
+        reads = ([{"labels": lab} for lab in label_list] if self.uses_labels
+                 else prompt_reports(self.conditioner, prompts))  # warns about words a word-level encoder drops
         seeds = self.seeds_for(seed, n)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -401,7 +408,7 @@ class AudioLDM:
         params = {**s, "mode": "generate", "seeds": seeds, "negative_prompt": negative_prompt,
                   "negative_labels": negative_labels, "model": self.name, "audioldm_version": __version__}
         return GenerationResult(torch.cat(audio).numpy().astype(np.float32), self.sample_rate, torch.cat(mels),
-                                torch.cat(lats), prompts, label_list, seeds, params)
+                                torch.cat(lats), prompts, label_list, seeds, params, reads)
 
     # ---- audio to audio (editing.py) ------------------------------------------------------------------------------
     def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:

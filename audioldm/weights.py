@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import config_from_dict, config_to_dict
+from .files import apply_umask_mode
 
 __all__ = ["save_component", "load_component", "load_state_dict_checked", "read_safetensors", "WeightsError",
            "PICKLE_SUFFIXES", "atomic_folder"]
@@ -72,6 +73,7 @@ def atomic_folder(folder: str | Path, overwrite: bool = False):
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
+        apply_umask_mode(tmp, directory=True)  # mkdtemp made it 0700; give it a new folder's usual mode
         yield tmp
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")

@@ -1,6 +1,11 @@
 """Training stage for the conditional U-Net on cached latents: z = scale * (mean + std * noise), the condition dropped
 to the null condition with probability ``drop_prob`` (classifier-free guidance), and the LatentDiffusion loss. All
-randomness is per-sample seeded, so distributed and resumed runs reproduce single, uninterrupted ones."""
+randomness is per-sample seeded, so distributed and resumed runs reproduce single, uninterrupted ones.
+
+Evaluation (optional): the loss of the EMA weights on held-out latents at fixed noise and timesteps
+(:func:`validation_loss`, comparable across steps), an ``on_valid(step, loss, unet, conditioner)`` hook (the recipes
+keep the best checkpoint with it) and a ``preview(step, unet, conditioner)`` hook returning generated audio and
+spectrograms for TensorBoard."""
 
 from __future__ import annotations
 
@@ -10,22 +15,23 @@ import torch
 
 from ..conditioning import drop_conditions
 from ..diffusion import LatentDiffusion
-from ..seeding import mix_seed
+from ..seeding import mix_seed, randn_per_sample
 from .trainer import Stage, StepContext, TrainConfig
 
-__all__ = ["LDMStage"]
+__all__ = ["LDMStage", "validation_loss"]
 
 
 class LDMStage(Stage):
     name = "ldm"
 
     def __init__(self, diffusion: LatentDiffusion, conditioner, scale_factor: float, cond_key: str = "labels",
-                 drop_prob: float = 0.1, weight_decay: float = 0.0):
+                 drop_prob: float = 0.1, weight_decay: float = 0.0, valid=None, on_valid=None, preview=None):
         if cond_key not in ("labels", "caption"):
             raise ValueError(f"cond_key must be 'labels' or 'caption', got {cond_key!r}")
         self.diffusion, self.conditioner = diffusion, conditioner
         self.scale, self.cond_key, self.drop_prob, self.wd = scale_factor, cond_key, drop_prob, weight_decay
         self.trainable_cond = any(p.requires_grad for p in conditioner.parameters())
+        self.valid, self.on_valid, self.preview = valid, on_valid, preview
 
     def modules(self):
         mods = {"unet": self.diffusion.net}
@@ -47,12 +53,7 @@ class LDMStage(Stage):
         mean, std = batch["mean"], batch["std"]
         shape = mean.shape[1:]
         z = self.scale * (mean + std * ctx.randn(batch, shape, salt=1))
-        inputs = batch[self.cond_key]
-        if self.cond_key == "labels" and hasattr(self.conditioner.config, "fields"):
-            # manifests carry more columns than the model is conditioned on (family, program, ...): keep its fields
-            known = {f.name for f in self.conditioner.config.fields}
-            inputs = [{k: v for k, v in d.items() if k in known} for d in inputs]
-        cond = self.conditioner(inputs)
+        cond = self.conditioner(self.inputs(batch, self.conditioner))
         drop = torch.tensor([random.Random(mix_seed(ctx.seed, ctx.epoch, int(i), 2)).random() < self.drop_prob
                              for i in batch["index"]], device=ctx.device)
         cond = drop_conditions(cond, self.conditioner.null_condition(len(drop)), drop)
@@ -60,3 +61,53 @@ class LDMStage(Stage):
         t = torch.tensor([mix_seed(ctx.seed, ctx.epoch, int(i), 3) % T for i in batch["index"]], device=ctx.device)
         loss = self.diffusion.loss(z, cond, noise=ctx.randn(batch, shape, salt=4), t=t)
         yield "unet", loss, {}
+
+    def inputs(self, batch: dict, conditioner) -> list:
+        inputs = batch[self.cond_key]
+        if self.cond_key == "labels" and hasattr(conditioner.config, "fields"):
+            # manifests carry more columns than the model is conditioned on (family, program, ...): keep its fields
+            known = {f.name for f in conditioner.config.fields}
+            inputs = [{k: v for k, v in d.items() if k in known} for d in inputs]
+        return inputs
+
+    def evaluate(self, ctx: StepContext) -> dict:
+        unet = ctx.ema.get("unet", self.diffusion.net)
+        cond = ctx.ema.get("conditioner", self.conditioner)
+        out = {"scalars": {}, "audio": {}, "images": {}}
+        if self.valid is not None and len(self.valid):
+            loss = validation_loss(LatentDiffusion(unet, self.diffusion.schedule), cond, self.valid, self.scale,
+                                   lambda b: self.inputs(b, cond), ctx.device, ctx.seed)
+            out["scalars"]["loss"] = loss
+            if self.on_valid is not None:
+                self.on_valid(ctx.step, loss, unet, cond)
+        if self.preview is not None:
+            res = self.preview(ctx.step, unet, cond) or {}
+            out["audio"].update(res.get("audio", {}))
+            out["images"].update(res.get("images", {}))
+            out["sample_rate"] = res.get("sample_rate", 16000)
+        return out
+
+
+@torch.no_grad()
+def validation_loss(diffusion: LatentDiffusion, conditioner, dataset, scale: float, inputs, device, seed: int = 0,
+                    timesteps: int = 4, batch_size: int = 32) -> float:
+    """Mean diffusion loss over every item of a latent dataset at ``timesteps`` fixed, evenly spaced t per item and
+    noise seeded by (seed, index, t): the same number for the same weights, whatever the step."""
+    from ..data.latents import collate_latents
+
+    T = diffusion.schedule.num_train_timesteps
+    ts = [int((j + 0.5) / timesteps * T) for j in range(timesteps)]
+    total, n = 0.0, 0
+    for s in range(0, len(dataset), batch_size):
+        idx = list(range(s, min(len(dataset), s + batch_size)))
+        batch = collate_latents([dataset[i] for i in idx])
+        mean, std = batch["mean"].to(device), batch["std"].to(device)
+        shape = mean.shape[1:]
+        cond = conditioner(inputs(batch))
+        for t in ts:
+            z = scale * (mean + std * randn_per_sample([mix_seed(seed, i, t, 5) for i in idx], shape, device=device))
+            noise = randn_per_sample([mix_seed(seed, i, t, 6) for i in idx], shape, device=device)
+            loss = diffusion.loss(z, cond, noise=noise, t=torch.full((len(idx),), t, device=device))
+            total += float(loss) * len(idx)
+            n += len(idx)
+    return total / max(n, 1)

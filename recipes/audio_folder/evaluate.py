@@ -1,0 +1,120 @@
+"""python recipes/audio_folder/evaluate.py --out OUT [--embedder CLAP_FOLDER]
+
+Evaluate OUT/model on OUT's held-out split with the shared evaluation module (audioldm.evaluation.report): a judge
+trained on the training split's real clips, adherence vs ceiling vs chance, FD vs real-vs-real, memorisation,
+diversity, rows for conditions seen and unseen in U-Net training, and the stage decomposition. Writes
+OUT/report.json and OUT/report.md. run.py calls :func:`run` and :func:`gallery`; this script re-runs them alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from audioldm.config import save_json_atomic
+from audioldm.evaluation.report import evaluate_model, report_table
+from audioldm.export import export_samples
+from audioldm.pipeline import AudioLDM
+
+
+def _category(args):
+    col = getattr(args, "category", None)
+    return (lambda c: str(c.labels.get(col))) if col else (lambda c: c.caption or "")
+
+
+def _request(pipe, fields):
+    if pipe.uses_labels:
+        def req(c):
+            labels = {k: v for k, v in c.labels.items() if k in fields}
+            return json.dumps(labels, sort_keys=True), {"labels": labels}
+    else:
+        def req(c):
+            return c.caption, {"prompt": c.caption}
+    return req
+
+
+def run(args, preset, out: Path, train, valid) -> dict:
+    pipe = AudioLDM.from_pretrained(out / "model")
+    fields = [f.name for f in pipe.conditioner.config.fields] if pipe.uses_labels else []
+    request = _request(pipe, fields)
+    seen = {request(c)[0] for c in train}
+    heldout = [c for c in valid if (c.caption if not pipe.uses_labels else True)]
+    if not heldout:
+        raise SystemExit("error: the held-out split is empty; lower nothing, add data (or --valid-fraction)")
+    embedder = None
+    if getattr(args, "embedder", None):
+        embedder = clap_embedder(args.embedder, pipe)
+    rep = evaluate_model(pipe, train, heldout, _category(args), request, seen, args.clip_seconds,
+                         judge_steps=preset.judge_steps, per_condition=preset.per_condition,
+                         max_conditions=preset.max_conditions, max_heldout=preset.max_heldout, seed=args.seed,
+                         embedder=embedder)
+    save_json_atomic(out / "report.json", rep)
+    table = report_table(rep)
+    (out / "report.md").write_text(table + "\n", encoding="utf-8")
+    print(table, file=sys.stderr)
+    return {"ceiling": rep["ceiling_heldout_real"], "adherence": rep["rows"]["generated (all held-out conditions)"]
+            ["accuracy"], "fraction_of_ceiling": rep["adherence_fraction_of_ceiling"], "wall_s": rep["wall_seconds"]}
+
+
+def clap_embedder(folder: str, pipe):
+    """A local transformers ClapModel's audio tower as the embedder (its own feature extractor and rate)."""
+    import numpy as np
+    import torch
+    import transformers
+
+    from audioldm.audio import resample
+    from audioldm.mel import griffin_lim
+
+    model = transformers.ClapModel.from_pretrained(folder).eval()
+    fe = transformers.ClapFeatureExtractor.from_pretrained(folder)
+
+    @torch.no_grad()
+    def embed(mels):  # the judge sees mels; CLAP wants audio: invert with Griffin-Lim at the model's rate
+        wavs = [resample(griffin_lim(m, pipe.mel_config).numpy(), pipe.sample_rate, fe.sampling_rate) for m in mels]
+        feats = fe(wavs, sampling_rate=fe.sampling_rate, return_tensors="pt")
+        return model.get_audio_features(**feats).numpy().astype(np.float64)
+
+    embed.name = f"clap:{Path(folder).name}"
+    return embed
+
+
+def gallery(args, preset, out: Path, valid) -> dict:
+    pipe = AudioLDM.from_pretrained(out / "model")
+    if pipe.uses_labels:
+        fields = {f.name for f in pipe.conditioner.config.fields}
+        rows, seen = [], set()
+        for c in valid:
+            lab = {k: v for k, v in c.labels.items() if k in fields}
+            if json.dumps(lab, sort_keys=True) not in seen:
+                seen.add(json.dumps(lab, sort_keys=True))
+                rows.append({"labels": lab})
+    else:
+        rows = [{"prompt": cap} for cap in sorted({c.caption for c in valid if c.caption})]
+    rows = rows[: preset.gallery_captions]
+    from audioldm.files import portable_model_id
+    man = export_samples(pipe, rows, out / "gallery", num_per_prompt=2, seed=args.seed, overwrite=True,
+                         progress=False, model_id=portable_model_id(out / "model"))
+    return {"samples": len(man["samples"]), "failures": len(man["failures"])}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import stages
+    from audioldm.data import read_manifest
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
+    p.add_argument("--out", required=True)
+    p.add_argument("--embedder", default=None, help="a local transformers ClapModel folder")
+    p.add_argument("--category", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    o = Path(a.out)
+    run_info = json.loads((o / "run.json").read_text())
+    a.clip_seconds = json.loads((o / "stages" / "prepare.json").read_text())["clip_seconds"]
+    clips = read_manifest(o / "data" / "manifest.jsonl")
+    print(json.dumps(run(a, stages.PRESETS[run_info["preset"]], o,
+                         [c for c in clips if c.labels.get("split") == "train"],
+                         [c for c in clips if c.labels.get("split") == "valid"]), indent=2))

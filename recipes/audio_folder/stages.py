@@ -1,0 +1,209 @@
+"""The stages of recipes/audio_folder/run.py, one function each: VAE, U-Net (with validation loss, best checkpoint and
+sample previews), packaging, evaluation and the gallery. Presets are here too. Each stage builds library objects
+from the preset; run.py decides which stages run."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, LabelField, TextConditioner,
+                                   TextConditionerConfig, WordTokenizer, load_conditioner, save_conditioner)
+from audioldm.config import config_to_dict, load_config, save_json_atomic
+from audioldm.data import ClipDataset, collate_clips
+from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
+from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
+from audioldm.mel import MEL_PRESETS, MelConfig
+from audioldm.pipeline import AudioLDM, GenerationDefaults
+from audioldm.training import TrainConfig, Trainer
+from audioldm.training.ldm_stage import LDMStage
+from audioldm.training.vae_stage import VAELossConfig, VAEStage, evaluate_vae, latent_scale_factor
+from audioldm.unet import UNET_PRESETS, UNet
+from audioldm.vae import VAE_PRESETS, MelVAE
+from audioldm.vocoders import GriffinLimVocoder, load_vocoder
+from audioldm.vocoders.griffinlim import GriffinLimConfig
+
+
+@dataclass
+class Preset:
+    vae: str = "tiny"
+    vae_steps: int = 150
+    vae_batch: int = 8
+    vae_crop: float = 0.64
+    unet: str = "tiny"
+    unet_steps: int = 300
+    batch: int = 16
+    lr: float = 1e-3
+    eval_every: int = 100  # validation loss, best checkpoint and sample previews
+    previews: int = 2  # held-out captions previewed at each evaluation
+    text_dim: int = 64
+    judge_steps: int = 200
+    per_condition: int = 2
+    max_conditions: int = 8
+    max_heldout: int = 64  # held-out real clips in the decomposition rows
+    gallery_captions: int = 4
+
+
+PRESETS = {
+    # "does my data work": minutes on 2 CPU cores for ~500 clips; not a quality setting
+    "tiny": Preset(batch=8),
+    # the real preset: a 0.7M-parameter VAE and a 4M-parameter U-Net, about an hour on 2 CPU cores (README)
+    "small": Preset(vae="demo", vae_steps=1200, vae_batch=16, unet="demo", unet_steps=3500, batch=16, lr=1e-3,
+                    eval_every=500, previews=4, text_dim=128, judge_steps=600, per_condition=4, max_conditions=32,
+                    max_heldout=400, gallery_captions=8),
+}
+
+# full-band settings: hop and FFT size as BigVGAN's 44.1 kHz models use them (128 bands), and the 48 kHz preset
+MEL_FOR_RATE = {16000: MelConfig(), 44100: MelConfig(sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512,
+                                                     n_mels=128, fmin=0.0, fmax=22050.0),
+                48000: MEL_PRESETS["audioldm-48k"]}
+NOT_LABELS = ("source", "group", "split", "duration", "slice")
+
+
+def _progress(args):
+    return None if args.no_progress else (lambda it: tqdm(it, desc="encode latents", file=sys.stderr))
+
+
+def train_vae(args, preset: Preset, mel: MelConfig, train, valid, run: Path, resume: bool) -> dict:
+    cfg = VAE_PRESETS[preset.vae]()
+    cfg.mel = mel
+    vae = MelVAE(cfg)
+    train_ds = ClipDataset(train, mel, preset.vae_crop, random_crop=True, seed=args.seed)
+    valid_ds = ClipDataset(valid or train[:8], mel, args.clip_seconds)
+    tc = TrainConfig(run_dir=str(run), max_steps=preset.vae_steps, batch_size=preset.vae_batch, lr=1e-3,
+                     warmup_steps=min(100, preset.vae_steps // 10), ckpt_every=max(50, preset.vae_steps // 4),
+                     eval_every=0, log_every=25, seed=args.seed, device=args.device, resume=resume,
+                     progress=not args.no_progress)
+    trainer = Trainer(tc, VAEStage(vae, VAELossConfig(), valid_ds), train_ds, collate_clips)
+    t0 = time.time()
+    trainer.fit()
+    rec = {}
+    if trainer.info.is_main:
+        final = trainer.ema.get("vae", vae)
+        final.config.scale_factor = latent_scale_factor(final, train_ds, trainer.device)
+        final.save_pretrained(run / "vae", overwrite=True)
+        l1, _, _ = evaluate_vae(final, valid_ds, trainer.device)
+        rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "valid_logmel_l1": round(l1, 4)}
+    return rec
+
+
+def build_conditioner(args, preset: Preset, train) -> tuple[torch.nn.Module, str]:
+    """(conditioner, the batch key it reads: "caption" or "labels")."""
+    if args.conditioning == "labels":
+        names = args.label_fields or sorted({k for c in train for k in c.labels if k not in NOT_LABELS})
+        if not names:
+            raise SystemExit("error: --conditioning labels, but the data has no label columns")
+        fields = []
+        for name in names:
+            vals = [c.labels[name] for c in train if name in c.labels]
+            if not vals:
+                raise SystemExit(f"error: label field {name!r} is not in {args.data}")
+            if all(isinstance(v, (int, float)) for v in vals) and min(vals) < max(vals):
+                fields.append(LabelField(name, "numeric", low=float(min(vals)), high=float(max(vals))))
+            else:
+                fields.append(LabelField(name, "categorical", values=sorted({str(v) for v in vals})))
+        cfg = LabelConditionerConfig(fields=fields, dim=preset.text_dim, pooled_dim=preset.text_dim,
+                                     parse_prompts=True)
+        return LabelConditioner(cfg), "labels"
+    if args.text_encoder:
+        from audioldm.conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
+        return PretrainedTextConditioner(PretrainedTextConfig(source=str(args.text_encoder), tokens=True)), "caption"
+    texts = [t for c in train for t in (c.captions or [c.caption or ""])]
+    vocab = WordTokenizer.from_texts(texts).vocab
+    return TextConditioner(TextConditionerConfig(vocab=vocab, dim=preset.text_dim, pooled_dim=preset.text_dim,
+                                                 heads=max(1, preset.text_dim // 32))), "caption"
+
+
+def _pipeline(vae, unet, schedule, cond, vocoder, seconds, name="preview") -> AudioLDM:
+    return AudioLDM(vae, unet, schedule, cond, vocoder, GenerationDefaults(seconds, 25, 3.0, "dpmpp_2m"), name=name)
+
+
+def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resume: bool) -> dict:
+    from audioldm.export import save_spectrogram
+    from audioldm.audio import save_audio
+
+    vae = MelVAE.from_pretrained(vae_dir)
+    mel = vae.config.mel
+    for split, clips in (("train", train), ("valid", valid)):
+        cache = run / f"latents_{split}.safetensors"
+        if clips and not cache.exists():
+            build_latent_cache(vae, ClipDataset(clips, mel, args.clip_seconds), cache, progress=_progress(args))
+    latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)
+    valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
+    conditioner, key = build_conditioner(args, preset, train)
+    kw = {"in_channels": vae.config.z_channels, "out_channels": vae.config.z_channels,
+          "cond_dim": conditioner.pooled_dim}
+    if conditioner.token_dim:
+        kw["context_dim"] = conditioner.token_dim
+    unet = UNet(UNET_PRESETS[preset.unet](**kw))
+    schedule = NoiseSchedule(ScheduleConfig(kind="cosine", prediction="v", min_snr_gamma=5.0))
+    save_json_atomic(run / "schedule.json", config_to_dict(schedule.config))
+    best_file = run / "best" / "best.json"
+    best = json.loads(best_file.read_text())["valid_loss"] if best_file.is_file() else float("inf")
+
+    def on_valid(step, loss, u, c):  # keep the best EMA weights by held-out loss
+        nonlocal best
+        if loss < best:
+            best = loss
+            u.save_pretrained(run / "best" / "unet", overwrite=True)
+            save_conditioner(run / "best" / "conditioner", c, overwrite=True)
+            save_json_atomic(best_file, {"step": step, "valid_loss": loss})
+
+    captions = sorted({c.caption for c in valid if c.caption})[: preset.previews] if key == "caption" else []
+    gl = GriffinLimVocoder(GriffinLimConfig(mel=mel, n_iter=32))
+
+    def preview(step, u, c):  # a few held-out captions, written to RUN/samples/step_N and TensorBoard
+        if not captions:
+            return {}
+        res = _pipeline(vae, u, schedule, c, gl, args.clip_seconds).generate(
+            captions, steps=10, seed=0, progress=False)
+        folder = run / "samples" / f"step_{step:06d}"
+        audio, images = {}, {}
+        for i, (cap, wav, m) in enumerate(zip(captions, res.audio, res.mels.numpy())):
+            stem = f"{i}_" + re.sub(r"[^A-Za-z0-9]+", "_", cap)[:40]
+            save_audio(folder / f"{stem}.wav", wav, mel.sample_rate, overwrite=True)
+            save_spectrogram(folder / f"{stem}.png", m, mel.sample_rate, mel.hop_length, cap)
+            audio[f"sample/{stem}"], images[f"sample_mel/{stem}"] = torch.from_numpy(wav), torch.from_numpy(m)
+        u.train(False)
+        return {"audio": audio, "images": images, "sample_rate": mel.sample_rate}
+
+    stage = LDMStage(LatentDiffusion(unet, schedule), conditioner, latents.scale_factor, key, 0.1,
+                     valid=valid_lat, on_valid=on_valid, preview=preview)
+    steps = args.steps or preset.unet_steps
+    tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=preset.batch, lr=preset.lr,
+                     warmup_steps=min(200, steps // 10), ema_decay=0.999 if steps >= 1000 else 0.99,
+                     ckpt_every=max(50, min(500, steps // 4)), eval_every=preset.eval_every, log_every=50,
+                     seed=args.seed, device=args.device, resume=resume, progress=not args.no_progress)
+    trainer = Trainer(tc, stage, latents, collate_latents)
+    t0 = time.time()
+    trainer.fit()  # evaluates every eval_every steps and once at the end
+    rec = {}
+    if trainer.info.is_main:
+        trainer.ema.get("unet", unet).save_pretrained(run / "unet", overwrite=True)
+        save_conditioner(run / "conditioner", trainer.ema.get("conditioner", conditioner), overwrite=True)
+        rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "conditioning": key,
+               "best": json.loads(best_file.read_text()) if best_file.is_file() else None,
+               "unet_params_M": round(sum(p.numel() for p in unet.parameters()) / 1e6, 2)}
+    return rec
+
+
+def package(args, vae_dir: Path, ldm: Path, out: Path, info: dict) -> dict:
+    src = ldm / "best" if (ldm / "best" / "unet").is_dir() else ldm
+    vae = MelVAE.from_pretrained(vae_dir)
+    if args.vocoder == "griffinlim":
+        vocoder = GriffinLimVocoder(GriffinLimConfig(mel=vae.config.mel))
+    else:
+        vocoder = load_vocoder(args.vocoder)
+    pipe = AudioLDM(vae, UNet.from_pretrained(src / "unet"), NoiseSchedule(load_config(ScheduleConfig,
+                    ldm / "schedule.json")), load_conditioner(src / "conditioner"), vocoder,
+                    GenerationDefaults(args.clip_seconds, 25, 3.0, "dpmpp_2m"), name=info["name"], info=info)
+    pipe.save_pretrained(out, overwrite=True)
+    return {"model": str(out), "from": src.name, "size_MB": round(sum(f.stat().st_size for f in out.rglob("*")
+                                                                        if f.is_file()) / 2 ** 20, 2)}

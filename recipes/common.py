@@ -1,0 +1,99 @@
+"""Pieces shared by the recipes: the common flags (defined once here), the run-folder guard (a folder made from other
+data or another preset is refused unless --overwrite), and per-stage completion markers that --resume skips.
+
+Recipes import it after putting recipes/ on sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1])); import common
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+RUN_FILE = "run.json"
+
+
+def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "labels"),
+                    default_conditioning: str = "text") -> None:
+    """--data --out --preset --steps --resume --overwrite --conditioning."""
+    p.add_argument("--data", required=True, help="a folder of audio files, or a CSV / JSONL manifest")
+    p.add_argument("--out", required=True, help="the run folder: stages, OUT/model, OUT/report.json, OUT/gallery")
+    p.add_argument("--preset", default=sorted(presets)[0], choices=sorted(presets))
+    p.add_argument("--steps", type=int, default=None, help="U-Net training steps (default: the preset's)")
+    p.add_argument("--resume", action="store_true", help="continue a run: finished stages are skipped")
+    p.add_argument("--overwrite", action="store_true", help="discard a run folder made from other data or settings")
+    p.add_argument("--conditioning", default=default_conditioning, choices=list(conditioning))
+
+
+def data_fingerprint(data: str | Path) -> str:
+    """SHA-1 over the names, sizes and modification times of DATA's files (a folder), or of the manifest file and
+    the files next to it: changes when the data changes, without reading every byte."""
+    data = Path(data)
+    h = hashlib.sha1()
+    root = data if data.is_dir() else data.parent
+    if data.is_file():
+        h.update(data.read_bytes())
+    for dirpath, dirnames, files in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for f in sorted(files):
+            p = Path(dirpath) / f
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            h.update(f"{os.fsencode(p.relative_to(root))!r}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def open_run(out: str | Path, settings: dict, resume: bool, overwrite: bool, is_main: bool = True) -> Path:
+    """Make or reopen the run folder ``out`` for ``settings`` (data fingerprint, preset, ...: what defines a run).
+
+    New or empty folder: start. A folder of this recipe with the same settings: needs --resume (or --overwrite to
+    start over). Other settings: refused unless --overwrite, which empties it. A non-empty folder that is not a run
+    folder is always refused (nothing of the user's is deleted)."""
+    out = Path(out)
+    marker = out / RUN_FILE
+    if is_main:
+        if out.exists() and not out.is_dir():
+            raise SystemExit(f"error: --out {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()):
+            if not marker.is_file():
+                raise SystemExit(f"error: --out {out} is not empty and is not a run folder of this recipe; choose "
+                                 f"a new or empty folder")
+            old = json.loads(marker.read_text(encoding="utf-8"))
+            differs = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            if overwrite:
+                shutil.rmtree(out)
+            elif differs:
+                detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items())
+                raise SystemExit(f"error: {out} holds a run made with other settings ({detail}); pass --overwrite "
+                                 f"to discard it, or choose another --out")
+            elif not resume:
+                raise SystemExit(f"error: {out} already holds this run; pass --resume to continue it (finished "
+                                 f"stages are skipped) or --overwrite to start over")
+        out.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            _write_json(marker, settings)
+    return out
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def stage_done(out: Path, name: str) -> dict | None:
+    """The record of a finished stage, or None."""
+    p = Path(out) / "stages" / f"{name}.json"
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def mark_done(out: Path, name: str, record: dict) -> dict:
+    (Path(out) / "stages").mkdir(parents=True, exist_ok=True)
+    _write_json(Path(out) / "stages" / f"{name}.json", record)
+    return record
