@@ -73,8 +73,10 @@ def atomic_folder(folder: str | Path, overwrite: bool = False):
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        apply_umask_mode(tmp, directory=True)  # mkdtemp made it 0700; give it a new folder's usual mode
         yield tmp
+        # mkdtemp makes 0700 and safetensors writes 0600: give everything a new file's / folder's usual mode
+        for p in [tmp, *tmp.rglob("*")]:
+            apply_umask_mode(p)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             folder.rename(old)

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from audioldm.cli import main
 from audioldm.export import ExportError, read_prompt_file, sanitize_name
+from audioldm.files import folder_content_hash
 
 
 def test_sanitize_name():
@@ -110,7 +111,12 @@ def test_export_command(exported, tiny_model, capsys):
     for s in man["samples"]:
         assert (out / s["file"]).is_file() and (out / s["spectrogram"]).read_bytes()[:4] == b"\x89PNG"
         assert s["steps"] == 3 and s["duration"] == 0.3 and s["sampler"] == "dpmpp_2m"
-    assert man["model_id"] == str(tiny_model) and man["audioldm_version"]
+    # a portable id: the folder's name and content hash, no path of this machine
+    assert man["model_id"] == f"tiny@{folder_content_hash(tiny_model)}" and man["audioldm_version"]
+    assert str(tiny_model.parent) not in json.dumps(man)
+    # what the text model read: the words it kept, and the ones outside its vocabulary
+    assert man["samples"][0]["tokens"] == ["piano", "c4"] and man["samples"][0]["unknown_words"] == []
+    assert "passwd" in man["samples"][2]["unknown_words"]
     html = (out / "index.html").read_text()
     assert "&lt;b&gt;" in html and "<b>" not in html  # prompts are escaped
     # a second export into the same folder refuses to overwrite, and leaves the files alone

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..files import apply_umask_mode
 from ..weights import WeightsError, load_state_dict_checked, read_safetensors
 
 __all__ = ["save_checkpoint", "load_checkpoint", "find_checkpoints", "newest_checkpoint", "REQUIRED_FILES"]
@@ -61,6 +62,8 @@ def save_checkpoint(run_dir: Path, step: int, modules, ema, optimizers, state: d
         save_file(tensors, str(tmp / "optimizers.safetensors"))
         (tmp / "optimizers.json").write_text(json.dumps(meta))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))  # last: marks completeness
+        for f in tmp.iterdir():  # safetensors writes 0600: the umask's mode, like any new file
+            apply_umask_mode(f)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
