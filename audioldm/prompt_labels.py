@@ -68,9 +68,10 @@ def _unknown_words(text: str, fields) -> list[str]:
     for name in sorted(names, key=len, reverse=True):  # multi-word names first ("french horn" before "horn")
         while f" {name} " in words:
             words = words.replace(f" {name} ", " ")
+    field_names = {w for f in fields for w in _words(f.name).split()}  # "kit b", "size 12" read naturally
     out = []
     for w in words.split():
-        if w not in STOP_WORDS and w not in out:
+        if w not in STOP_WORDS and w not in field_names and w not in out:
             out.append(w)
     return out
 

@@ -122,3 +122,47 @@ def test_no_captions_is_an_error_before_training(tmp_path):
     p = _run(d, tmp_path / "out", check=False)
     assert p.returncode != 0 and "no captions and no labels" in p.stderr
     assert not (tmp_path / "out" / "vae").exists()
+
+
+def test_full_band_44k_end_to_end(data, tmp_path):
+    """--sample-rate 44100: 128 mel bands, hop 512, Griffin-Lim at that hop; the model folder generates at 44.1 kHz."""
+    from audioldm import AudioLDM
+
+    out = tmp_path / "fb"
+    p = subprocess.run(RUN + ["--data", str(data), "--out", str(out), "--preset", "tiny", "--steps", "20",
+                              "--vae-steps", "10", "--sample-rate", "44100", "--no-progress"],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    pipe = AudioLDM.from_pretrained(out / "model")
+    assert pipe.sample_rate == 44100 and pipe.mel_config.hop_length == 512 and pipe.mel_config.n_mels == 128
+    res = pipe.generate("noise", duration=0.5, steps=2, progress=False)
+    assert res.audio.shape == (1, 22050) and np.isfinite(res.audio).all()
+    import soundfile as sf2
+    assert sf2.info(str(next((out / "gallery").glob("*.wav")))).samplerate == 44100
+
+
+def test_conditioners_for_labels_and_a_local_text_encoder(tmp_path):
+    """--conditioning labels builds fields from the label columns (categorical / numeric, prep columns left out);
+    --text-encoder takes a local transformers folder and stays frozen."""
+    tf = pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "recipes" / "audio_folder"))
+    import stages
+
+    from audioldm.data import Clip
+
+    train = [Clip(path=Path("x"), caption=None, labels={"kit": k, "size": s, "split": "train", "source": "a",
+                                                       "duration": 0.5}) for k, s in (("a", 10), ("b", 14))]
+    args = type("A", (), {"conditioning": "labels", "label_fields": None, "text_encoder": None, "data": "d"})()
+    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
+    assert key == "labels" and [(f.name, f.kind) for f in cond.config.fields] == [("kit", "categorical"),
+                                                                                  ("size", "numeric")]
+    assert cond.config.parse_prompts and cond.parse(["kit b"]) == [{"kit": "b"}]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "kick"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
+    tf.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "enc")
+    tf.BertModel(tf.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32)).save_pretrained(tmp_path / "enc")
+    args.conditioning, args.text_encoder = "text", str(tmp_path / "enc")
+    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
+    assert key == "caption" and cond.pooled_dim == 16 and cond.token_dim == 16
+    assert not any(p.requires_grad for p in cond.parameters())
