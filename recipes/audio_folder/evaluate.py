@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from audioldm.config import save_json_atomic
+from audioldm.evaluation.embedders import clap_audio_embedder
 from audioldm.evaluation.report import evaluate_model, report_table
 from audioldm.export import export_samples
 from audioldm.pipeline import AudioLDM
@@ -44,7 +45,7 @@ def run(args, preset, out: Path, train, valid) -> dict:
         raise SystemExit("error: the held-out split is empty; lower nothing, add data (or --valid-fraction)")
     embedder = None
     if getattr(args, "embedder", None):
-        embedder = clap_embedder(args.embedder, pipe)
+        embedder = clap_audio_embedder(args.embedder, pipe.mel_config)
     rep = evaluate_model(pipe, train, heldout, _category(args), request, seen, args.clip_seconds,
                          judge_steps=preset.judge_steps, per_condition=preset.per_condition,
                          max_conditions=preset.max_conditions, max_heldout=preset.max_heldout, seed=args.seed,
@@ -55,28 +56,6 @@ def run(args, preset, out: Path, train, valid) -> dict:
     print(table, file=sys.stderr)
     return {"ceiling": rep["ceiling_heldout_real"], "adherence": rep["rows"]["generated (all held-out conditions)"]
             ["accuracy"], "fraction_of_ceiling": rep["adherence_fraction_of_ceiling"], "wall_s": rep["wall_seconds"]}
-
-
-def clap_embedder(folder: str, pipe):
-    """A local transformers ClapModel's audio tower as the embedder (its own feature extractor and rate)."""
-    import numpy as np
-    import torch
-    import transformers
-
-    from audioldm.audio import resample
-    from audioldm.mel import griffin_lim
-
-    model = transformers.ClapModel.from_pretrained(folder).eval()
-    fe = transformers.ClapFeatureExtractor.from_pretrained(folder)
-
-    @torch.no_grad()
-    def embed(mels):  # the judge sees mels; CLAP wants audio: invert with Griffin-Lim at the model's rate
-        wavs = [resample(griffin_lim(m, pipe.mel_config).numpy(), pipe.sample_rate, fe.sampling_rate) for m in mels]
-        feats = fe(wavs, sampling_rate=fe.sampling_rate, return_tensors="pt")
-        return model.get_audio_features(**feats).numpy().astype(np.float64)
-
-    embed.name = f"clap:{Path(folder).name}"
-    return embed
 
 
 def gallery(args, preset, out: Path, valid) -> dict:
