@@ -64,7 +64,7 @@ mel = stages.MEL_FOR_RATE[args.sample_rate]
 
 
 def barrier():
-    if info.enabled:
+    if info.enabled and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
@@ -130,6 +130,8 @@ else:
 # 3. U-Net
 ldm = done("ldm", lambda: stages.train_ldm(args, preset, vae_dir, train, valid, out / "ldm",
                                            resume=(out / "ldm" / "checkpoints").is_dir()))
+if info.enabled:  # training is over: the other ranks leave, rank 0 packages, evaluates and exports alone
+    torch.distributed.destroy_process_group()
 if not info.is_main:
     sys.exit(0)
 
