@@ -29,16 +29,18 @@ def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "
     p.add_argument("--conditioning", default=default_conditioning, choices=list(conditioning))
 
 
-def data_fingerprint(data: str | Path) -> str:
+def data_fingerprint(data: str | Path, exclude: str | Path | None = None) -> str:
     """SHA-1 over the names, sizes and modification times of DATA's files (a folder), or of the manifest file and
-    the files next to it: changes when the data changes, without reading every byte."""
+    the files next to it: changes when the data changes, without reading every byte. ``exclude`` (the run folder,
+    should it lie inside DATA) is left out."""
     data = Path(data)
     h = hashlib.sha1()
     root = data if data.is_dir() else data.parent
+    skip = Path(exclude).resolve() if exclude else None
     if data.is_file():
         h.update(data.read_bytes())
     for dirpath, dirnames, files in os.walk(root, followlinks=False):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if skip is None or (Path(dirpath) / d).resolve() != skip)
         for f in sorted(files):
             p = Path(dirpath) / f
             try:
@@ -66,7 +68,8 @@ def open_run(out: str | Path, settings: dict, resume: bool, overwrite: bool, is_
                                  f"a new or empty folder")
             old = json.loads(marker.read_text(encoding="utf-8"))
             differs = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            if overwrite:
+            started = (out / "stages").is_dir() and any((out / "stages").iterdir())
+            if overwrite or not started:  # (a run that failed before its first stage finished holds nothing)
                 shutil.rmtree(out)
             elif differs:
                 detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items())

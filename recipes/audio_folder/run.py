@@ -83,8 +83,8 @@ def done(name, make, everyone=True):
 
 
 # 0. the run folder: refused when it holds another run (other data, preset, rate or conditioning) unless --overwrite
-settings = {"data": str(data.resolve()), "data_fingerprint": common.data_fingerprint(data), "preset": args.preset,
-            "sample_rate": args.sample_rate, "conditioning": args.conditioning, "text_encoder": args.text_encoder,
+settings = {"data": str(data.resolve()), "data_fingerprint": common.data_fingerprint(data, exclude=args.out),
+            "preset": args.preset, "sample_rate": args.sample_rate, "conditioning": args.conditioning, "text_encoder": args.text_encoder,
             "vae": args.vae, "group_by": args.group_by, "max_seconds": args.max_seconds}
 out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
 barrier()
