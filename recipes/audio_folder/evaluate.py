@@ -70,7 +70,8 @@ def gallery(args, preset, out: Path, valid) -> dict:
                 rows.append({"labels": lab})
     else:
         rows = [{"prompt": cap} for cap in sorted({c.caption for c in valid if c.caption})]
-    rows = rows[: preset.gallery_captions]
+    n = min(preset.gallery_captions, len(rows))  # evenly spaced over the sorted rows: not all one kind of sound
+    rows = [rows[round(i * (len(rows) - 1) / max(1, n - 1))] for i in range(n)]
     from audioldm.files import portable_model_id
     man = export_samples(pipe, rows, out / "gallery", num_per_prompt=2, seed=args.seed, overwrite=True,
                          progress=False, model_id=portable_model_id(out / "model"))

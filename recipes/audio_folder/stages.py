@@ -156,7 +156,10 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
             save_conditioner(run / "best" / "conditioner", c, overwrite=True)
             save_json_atomic(best_file, {"step": step, "valid_loss": loss})
 
-    captions = sorted({c.caption for c in valid if c.caption})[: preset.previews] if key == "caption" else []
+    held = sorted({c.caption for c in valid if c.caption}) if key == "caption" else []
+    # evenly spaced over the sorted held-out captions, so the previews are not all one kind of sound
+    captions = [held[round(i * (len(held) - 1) / max(1, preset.previews - 1))]
+                for i in range(min(preset.previews, len(held)))]
     gl = GriffinLimVocoder(GriffinLimConfig(mel=mel, n_iter=32))
 
     def preview(step, u, c):  # a few held-out captions, written to RUN/samples/step_N and TensorBoard
