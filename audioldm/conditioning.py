@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LabelField", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
+__all__ = ["LabelField", "fields_from_labels", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
            "ConditionError", "UnknownWordsWarning", "prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer",
            "save_conditioner", "load_conditioner"]
 
@@ -78,6 +78,22 @@ class LabelField:
             raise ValueError(f"LabelField {self.name!r}: a categorical field needs its values")
         if self.kind == "numeric" and not self.low < self.high:
             raise ValueError(f"LabelField {self.name!r}: need low < high, got {self.low}, {self.high}")
+
+
+def fields_from_labels(labels: list[dict], names: list[str]) -> list[LabelField]:
+    """Label fields for ``names`` from training rows' label dicts: numeric when every value is a number and they are
+    not all equal (range = the values' min and max), categorical otherwise (values sorted, as strings). A name no
+    row carries is a ValueError naming it."""
+    fields = []
+    for name in names:
+        vals = [d[name] for d in labels if name in d]
+        if not vals:
+            raise ValueError(f"label field {name!r} is in no training row")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) and min(vals) < max(vals):
+            fields.append(LabelField(name, "numeric", low=float(min(vals)), high=float(max(vals))))
+        else:
+            fields.append(LabelField(name, "categorical", values=sorted({str(v) for v in vals})))
+    return fields
 
 
 @dataclass

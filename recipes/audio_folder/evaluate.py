@@ -40,9 +40,9 @@ def run(args, preset, out: Path, train, valid) -> dict:
     fields = [f.name for f in pipe.conditioner.config.fields] if pipe.uses_labels else []
     request = _request(pipe, fields)
     seen = {request(c)[0] for c in train}
-    heldout = [c for c in valid if (c.caption if not pipe.uses_labels else True)]
+    heldout = valid if pipe.uses_labels else [c for c in valid if c.caption]  # a text request needs a caption
     if not heldout:
-        raise SystemExit("error: the held-out split is empty; lower nothing, add data (or --valid-fraction)")
+        raise SystemExit("error: no held-out clip to evaluate on; add data or raise --valid-fraction")
     embedder = None
     if getattr(args, "embedder", None):
         embedder = clap_audio_embedder(args.embedder, pipe.mel_config)

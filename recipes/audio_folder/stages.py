@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, LabelField, TextConditioner,
-                                   TextConditionerConfig, WordTokenizer, load_conditioner, save_conditioner)
+from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, TextConditioner,
+                                   TextConditionerConfig, WordTokenizer, fields_from_labels, load_conditioner,
+                                   save_conditioner)
 from audioldm.config import config_to_dict, load_config, save_json_atomic
 from audioldm.data import ClipDataset, collate_clips
 from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
@@ -100,15 +101,10 @@ def build_conditioner(args, preset: Preset, train) -> tuple[torch.nn.Module, str
         names = args.label_fields or sorted({k for c in train for k in c.labels if k not in NOT_LABELS})
         if not names:
             raise SystemExit("error: --conditioning labels, but the data has no label columns")
-        fields = []
-        for name in names:
-            vals = [c.labels[name] for c in train if name in c.labels]
-            if not vals:
-                raise SystemExit(f"error: label field {name!r} is not in {args.data}")
-            if all(isinstance(v, (int, float)) for v in vals) and min(vals) < max(vals):
-                fields.append(LabelField(name, "numeric", low=float(min(vals)), high=float(max(vals))))
-            else:
-                fields.append(LabelField(name, "categorical", values=sorted({str(v) for v in vals})))
+        try:
+            fields = fields_from_labels([c.labels for c in train], names)
+        except ValueError as e:
+            raise SystemExit(f"error: {args.data}: {e}") from None
         cfg = LabelConditionerConfig(fields=fields, dim=preset.text_dim, pooled_dim=preset.text_dim,
                                      parse_prompts=True)
         return LabelConditioner(cfg), "labels"
@@ -174,7 +170,6 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
             save_audio(folder / f"{stem}.wav", wav, mel.sample_rate, overwrite=True)
             save_spectrogram(folder / f"{stem}.png", m, mel.sample_rate, mel.hop_length, cap)
             audio[f"sample/{stem}"], images[f"sample_mel/{stem}"] = torch.from_numpy(wav), torch.from_numpy(m)
-        u.train(False)
         return {"audio": audio, "images": images, "sample_rate": mel.sample_rate}
 
     stage = LDMStage(LatentDiffusion(unet, schedule), conditioner, latents.scale_factor, key, 0.1,

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, LabelField, TextConditioner,
-                                   TextConditionerConfig, WordTokenizer)
+from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, TextConditioner, TextConditionerConfig,
+                                   WordTokenizer, fields_from_labels)
 from audioldm.config import config_to_dict, save_json_atomic
 from audioldm.data import ClipDataset, load_clips, split_by_hash
 from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
@@ -74,15 +74,10 @@ latents = LatentDataset(cache, seed=args.seed)
 
 # 2. the conditioner: label fields from the manifest (categorical strings, numeric ranges), or learned text
 if args.conditioning == "labels":
-    fields = []
-    for name in args.label_fields:
-        vals = [c.labels[name] for c in train_clips if name in c.labels]
-        if not vals:
-            sys.exit(f"error: label field {name!r} is not in {args.data}")
-        if all(isinstance(v, (int, float)) for v in vals) and min(vals) < max(vals):
-            fields.append(LabelField(name, "numeric", low=float(min(vals)), high=float(max(vals))))
-        else:
-            fields.append(LabelField(name, "categorical", values=sorted({str(v) for v in vals})))
+    try:
+        fields = fields_from_labels([c.labels for c in train_clips], args.label_fields)
+    except ValueError as e:
+        sys.exit(f"error: {args.data}: {e}")
     conditioner = LabelConditioner(LabelConditionerConfig(fields=fields, dim=128, pooled_dim=128))
 else:
     vocab = WordTokenizer.from_texts(c for cl in train_clips for c in (cl.captions or [cl.caption or ""])).vocab
