@@ -77,8 +77,8 @@ def _cmd_generate(args) -> int:
     from .audio import save_audio
 
     labels = _parse_labels(args.labels)
-    if (args.prompt is None) == (labels is None):
-        raise ValueError("give a PROMPT or --labels KEY=VALUE ... (not both)")
+    if args.prompt is None and labels is None:
+        raise ValueError("give a PROMPT, --labels KEY=VALUE ..., or both (for a text + labels model)")
     out = Path(args.output)
     paths = [out] if args.num == 1 else [out.with_name(f"{out.stem}_{k + 1}{out.suffix}") for k in range(args.num)]
     clash = [str(p) for p in paths if p.exists()]

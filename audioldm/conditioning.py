@@ -8,6 +8,8 @@ drop conditions during training.
 - :class:`TextConditioner`: a learned word-level (vocabulary from the training captions) or byte-level tokenizer and a
   small transformer encoder, trained jointly with the U-Net. The null condition is the empty prompt.
 - :class:`PretrainedTextConditioner` (conditioning_pretrained.py): a frozen transformers text encoder.
+- :class:`JointConditioner` (conditioning_joint.py): a text conditioner beside a label conditioner.
+Saving and loading any of them by kind: conditioner_io.py.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LabelField", "fields_from_labels", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
-           "ConditionError", "UnknownWordsWarning", "prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer",
-           "save_conditioner", "load_conditioner"]
+           "ConditionError", "UnknownWordsWarning", "prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer"]
 
 
 class ConditionError(ValueError):
@@ -347,46 +348,3 @@ def drop_conditions(cond: dict, null: dict, drop: torch.Tensor) -> dict:
     cond, null = pad_tokens(cond, L), pad_tokens(null, L)
     keep = ~drop
     return {k: torch.where(keep.view(-1, *([1] * (v.dim() - 1))), v, null[k].to(v.dtype)) for k, v in cond.items()}
-
-
-# ---- saving and loading any conditioner ---------------------------------------------------------------------------
-
-def save_conditioner(folder, conditioner: nn.Module, overwrite: bool = False, dtype: torch.dtype | None = None):
-    """Write a conditioner folder (config.json with its "kind" + weights, stored as ``dtype`` when given); see
-    :func:`load_conditioner`. A pretrained (transformers) text model is saved as it is."""
-    from .weights import save_component
-
-    if isinstance(conditioner, LabelConditioner):
-        return save_component(folder, conditioner, conditioner.config, "label_conditioner", overwrite=overwrite,
-                              dtype=dtype)
-    if isinstance(conditioner, TextConditioner):
-        return save_component(folder, conditioner, conditioner.config, "text_conditioner", overwrite=overwrite,
-                              dtype=dtype)
-    if hasattr(conditioner, "save_pretrained"):  # PretrainedTextConditioner
-        return conditioner.save_pretrained(folder, overwrite=overwrite)
-    raise TypeError(f"cannot save a conditioner of type {type(conditioner).__name__}")
-
-
-def load_conditioner(folder, device=None) -> nn.Module:
-    """Load a conditioner folder written by :func:`save_conditioner`, whichever kind its config.json names."""
-    import json
-    from pathlib import Path
-
-    from .weights import WeightsError, load_component
-
-    cfg = Path(folder) / "config.json"
-    if not cfg.is_file():
-        raise WeightsError(f"{cfg}: missing conditioner config")
-    try:
-        kind = json.loads(cfg.read_text(encoding="utf-8")).get("kind")
-    except (json.JSONDecodeError, AttributeError) as e:
-        raise WeightsError(f"{cfg}: invalid JSON ({e})") from None
-    if kind == "label_conditioner":
-        return load_component(folder, LabelConditioner, LabelConditionerConfig, kind, device=device)
-    if kind == "text_conditioner":
-        return load_component(folder, TextConditioner, TextConditionerConfig, kind, device=device)
-    if kind == "pretrained_text":
-        from .conditioning_pretrained import PretrainedTextConditioner
-        return PretrainedTextConditioner.from_folder(folder, device=device)
-    raise WeightsError(f"{cfg}: \"kind\" is {kind!r}; expected label_conditioner, text_conditioner or "
-                       f"pretrained_text")

@@ -222,7 +222,8 @@ def export_samples(pipe, rows: list[dict], out_dir, duration=None, steps=None, g
     for i, r in enumerate(tqdm(rows, desc="export", unit="row", disable=not progress)):
         mine = [p for p in plan if p["row"] == i]
         try:
-            res = pipe.generate(prompt=r.get("prompt") if r.get("labels") is None else None, labels=r.get("labels"),
+            use_prompt = r.get("labels") is None or pipe.conditioning == "both"  # a joint model reads both
+            res = pipe.generate(prompt=r.get("prompt") if use_prompt else None, labels=r.get("labels"),
                                 duration=r.get("duration", duration), steps=steps, guidance=guidance, sampler=sampler,
                                 seed=[p["seed"] for p in mine], num_per_prompt=len(mine),
                                 negative_prompt=r.get("negative_prompt", negative_prompt), progress=progress)

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .conditioning import ConditionError, LabelConditioner, load_conditioner, prompt_reports, save_conditioner
+from .conditioner_io import load_conditioner, save_conditioner
 from .config import config_from_dict, config_to_dict
 from .diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from .mel import MelConfig, MelFrontend
+from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
 from .sampling import SAMPLERS, guided, initial_noise, noise_sampler, sample
 from .unet import UNet
 from .vae import MelVAE
@@ -153,13 +154,19 @@ class AudioLDM:
         return next(self.unet.parameters()).device
 
     @property
+    def conditioning(self) -> str:
+        """"text", "labels" or "both" (a prompt and/or labels per sample)."""
+        return conditioning_kind(self.conditioner)
+
+    @property
     def uses_labels(self) -> bool:
-        return isinstance(self.conditioner, LabelConditioner)
+        """Label-only models (a "both" model reads labels too; see :attr:`conditioning`)."""
+        return self.conditioning == "labels"
 
     @property
     def reads_prompts(self) -> bool:
-        """Text models, and label models whose conditioner parses prompts into labels."""
-        return not self.uses_labels or self.conditioner.config.parse_prompts
+        """Text and joint models, and label models whose conditioner parses prompts into labels."""
+        return reads_prompts(self.conditioner)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
         """Move every part to ``device`` ("auto": CUDA, then MPS, then CPU); ``dtype`` sets the compute precision."""
@@ -236,7 +243,7 @@ class AudioLDM:
             else:  # Griffin-Lim: config only
                 self.vocoder.save_pretrained(tmp / "vocoder")
             index = {"format": "audioldm", "audioldm_version": __version__, "name": self.name,
-                     "sample_rate": self.sample_rate, "conditioning": "labels" if self.uses_labels else "text",
+                     "sample_rate": self.sample_rate, "conditioning": self.conditioning,
                      "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
                      "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults),
                      **({"info": self.info} if self.info else {})}
@@ -251,47 +258,12 @@ class AudioLDM:
         return self.vae.config.z_channels, -(-h // u) * u, self.mel_config.n_mels // d
 
     def requests(self, prompt=None, labels=None, num_per_prompt: int = 1) -> tuple[list, list]:
-        """Normalise single/list prompts or labels into per-sample lists (prompts, labels), checking the kind."""
-        if (prompt is None) == (labels is None):
-            raise ConditionError("pass exactly one of prompt= (text models) or labels= (label models)")
-        if labels is not None:
-            if not self.uses_labels:
-                raise ConditionError(f"{self.name} is text-conditioned; pass prompt= instead of labels=")
-            items = [labels] if isinstance(labels, dict) else list(labels)
-            if not items or not all(isinstance(x, dict) for x in items):
-                raise ConditionError("labels must be a dict or a non-empty list of dicts")
-        else:
-            if not self.reads_prompts:
-                raise ConditionError(f"{self.name} is label-conditioned; pass labels= (fields: "
-                                     f"{[f.name for f in self.conditioner.config.fields]}) instead of prompt=")
-            items = [prompt] if isinstance(prompt, str) else list(prompt)
-            if not items or not all(isinstance(x, str) for x in items):
-                raise ConditionError("prompt must be a string or a non-empty list of strings")
-        if not isinstance(num_per_prompt, int) or num_per_prompt < 1:
-            raise ConditionError(f"num_per_prompt must be a positive integer, got {num_per_prompt!r}")
-        items = [x for x in items for _ in range(num_per_prompt)]
-        if labels is not None:
-            return [None] * len(items), items
-        # a label model that reads prompts: parse them into labels now (errors name the prompt)
-        return items, (self.conditioner.parse(items) if self.uses_labels else [None] * len(items))
+        """Per-sample lists (prompts, labels) from single/list prompts and/or labels; see requests.py."""
+        return normalise_requests(self.conditioner, self.name, prompt, labels, num_per_prompt)
 
     def conditions(self, prompts: list, labels: list, negative_prompt=None, negative_labels=None) -> tuple[dict, dict]:
         """(condition, unconditional/negative condition) for one batch."""
-        with torch.no_grad():
-            cond = self.conditioner(labels) if self.uses_labels else self.conditioner(prompts)
-            n = len(prompts)
-            if negative_prompt is not None:
-                if not self.reads_prompts:
-                    raise ConditionError("negative_prompt needs a model that reads prompts; use negative_labels=")
-                neg = self.conditioner.parse([negative_prompt]) * n if self.uses_labels else [negative_prompt] * n
-                uncond = self.conditioner(neg)
-            elif negative_labels is not None:
-                if not self.uses_labels:
-                    raise ConditionError("negative_labels needs a label-conditioned model; use negative_prompt=")
-                uncond = self.conditioner([negative_labels] * n)
-            else:
-                uncond = self.conditioner.null_condition(n)
-        return cond, uncond
+        return build_conditions(self.conditioner, prompts, labels, negative_prompt, negative_labels)
 
     def denoise_latents(self, x: torch.Tensor, sigmas: torch.Tensor, cond: dict, uncond: dict, guidance: float,
                         sampler: str, seeds: list[int], keep: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -387,8 +359,7 @@ class AudioLDM:
         prompts, label_list = self.requests(prompt, labels, num_per_prompt)
         s = self.settings(duration, steps, guidance, sampler)
         n = len(prompts)
-        reads = ([{"labels": lab} for lab in label_list] if self.uses_labels
-                 else prompt_reports(self.conditioner, prompts))  # warns about words a word-level encoder drops
+        reads = request_reads(self.conditioner, prompts, label_list)  # warns about words a text encoder drops
         seeds = self.seeds_for(seed, n)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")

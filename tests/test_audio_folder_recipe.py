@@ -125,26 +125,36 @@ def test_no_captions_is_an_error_before_training(tmp_path):
     assert not (tmp_path / "out" / "vae").exists()
 
 
-def test_full_band_44k_end_to_end(data, tmp_path):
-    """--sample-rate 44100: 128 mel bands, hop 512, Griffin-Lim at that hop; the model folder generates at 44.1 kHz."""
+def test_full_band_44k_with_text_and_labels_end_to_end(data, tmp_path):
+    """--sample-rate 44100: 128 mel bands, hop 512, Griffin-Lim at that hop; the model folder generates at 44.1 kHz.
+    The data is a CSV manifest with a caption and a label column, and --conditioning both reads the two."""
     from audioldm import AudioLDM
 
     small = tmp_path / "small"
+    rows = ["path,caption,loudness"]
     for kind in ("tonal/tone", "noise"):  # a few files of each kind are enough here
         (small / kind).mkdir(parents=True)
-        for f in sorted((data / kind).glob("*0[0-4].*")):
+        for k, f in enumerate(sorted((data / kind).glob("*0[0-4].*"))):
             shutil.copy(f, small / kind / f.name)
+            rows.append(f"{kind}/{f.name},a {kind.split('/')[-1]},{'loud' if k % 2 else 'soft'}")
+    (small / "manifest.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "fb"
-    p = subprocess.run(RUN + ["--data", str(small), "--out", str(out), "--preset", "tiny", "--steps", "20",
-                              "--vae-steps", "10", "--sample-rate", "44100", "--no-progress"],
-                       capture_output=True, text=True, timeout=900)
+    p = subprocess.run(RUN + ["--data", str(small / "manifest.csv"), "--out", str(out), "--preset", "tiny",
+                              "--steps", "20", "--vae-steps", "10", "--sample-rate", "44100", "--conditioning", "both",
+                              "--no-progress"], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     pipe = AudioLDM.from_pretrained(out / "model")
     assert pipe.sample_rate == 44100 and pipe.mel_config.hop_length == 512 and pipe.mel_config.n_mels == 128
-    res = pipe.generate("noise", duration=0.5, steps=2, progress=False)
+    assert pipe.conditioning == "both" and [f.name for f in pipe.conditioner.config.fields] == ["loudness"]
+    res = pipe.generate("a noise", labels={"loudness": "loud"}, duration=0.5, steps=2, progress=False)
     assert res.audio.shape == (1, 22050) and np.isfinite(res.audio).all()
+    assert pipe.generate(labels={"loudness": "soft"}, duration=0.5, steps=2, progress=False).prompts == [None]
     import soundfile as sf2
     assert sf2.info(str(next((out / "gallery").glob("*.wav")))).samplerate == 44100
+    man = json.loads((out / "gallery" / "manifest.json").read_text())  # each sample: the caption's tokens + labels
+    assert all(s["prompt"] and s["tokens"] and s["labels"]["loudness"] in ("loud", "soft") for s in man["samples"])
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["rows"]["generated (all held-out conditions)"]["n"] > 0
 
 
 def test_conditioners_for_labels_and_a_local_text_encoder(tmp_path):
@@ -172,3 +182,10 @@ def test_conditioners_for_labels_and_a_local_text_encoder(tmp_path):
     cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
     assert key == "caption" and cond.pooled_dim == 16 and cond.token_dim == 16
     assert not any(p.requires_grad for p in cond.parameters())
+    # both: the frozen text encoder beside the label fields, whose tokens take the encoder's width
+    args.conditioning = "both"
+    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
+    assert key == "both" and cond.token_dim == 16 and cond.labels.config.dim == 16 and cond.labels.config.tokens
+    assert not cond.labels.config.parse_prompts and cond.pooled_dim == 16 + stages.PRESETS["tiny"].text_dim
+    c = cond([{"prompt": "a kick", "labels": {"kit": "b", "size": 12}}, {"prompt": None, "labels": {"kit": "a"}}])
+    assert c["tokens"].shape[0] == 2 and c["tokens"].shape[-1] == 16

@@ -1,5 +1,6 @@
 """Training stage for the conditional U-Net on cached latents: z = scale * (mean + std * noise), the condition dropped
-to the null condition with probability ``drop_prob`` (classifier-free guidance), and the LatentDiffusion loss. All
+to the null condition with probability ``drop_prob`` (classifier-free guidance; a joint text + labels condition also
+loses its caption alone or its labels alone with probability ``part_drop`` each), and the LatentDiffusion loss. All
 randomness is per-sample seeded, so distributed and resumed runs reproduce single, uninterrupted ones.
 
 Evaluation (optional): the loss of the EMA weights on held-out latents at fixed noise and timesteps
@@ -18,16 +19,18 @@ from ..diffusion import LatentDiffusion
 from ..seeding import mix_seed, randn_per_sample
 from .trainer import Stage, StepContext, TrainConfig
 
-__all__ = ["LDMStage", "validation_loss"]
+__all__ = ["LDMStage", "validation_loss", "drop_parts"]
 
 
 class LDMStage(Stage):
     name = "ldm"
 
     def __init__(self, diffusion: LatentDiffusion, conditioner, scale_factor: float, cond_key: str = "labels",
-                 drop_prob: float = 0.1, weight_decay: float = 0.0, valid=None, on_valid=None, preview=None):
-        if cond_key not in ("labels", "caption"):
-            raise ValueError(f"cond_key must be 'labels' or 'caption', got {cond_key!r}")
+                 drop_prob: float = 0.1, weight_decay: float = 0.0, valid=None, on_valid=None, preview=None,
+                 part_drop: float = 0.2):
+        if cond_key not in ("labels", "caption", "both"):
+            raise ValueError(f"cond_key must be 'labels', 'caption' or 'both', got {cond_key!r}")
+        self.part_drop = part_drop  # "both": each part (caption, labels) is also dropped alone with this chance
         self.diffusion, self.conditioner = diffusion, conditioner
         self.scale, self.cond_key, self.drop_prob, self.wd = scale_factor, cond_key, drop_prob, weight_decay
         self.trainable_cond = any(p.requires_grad for p in conditioner.parameters())
@@ -53,7 +56,10 @@ class LDMStage(Stage):
         mean, std = batch["mean"], batch["std"]
         shape = mean.shape[1:]
         z = self.scale * (mean + std * ctx.randn(batch, shape, salt=1))
-        cond = self.conditioner(self.inputs(batch, self.conditioner))
+        inputs = self.inputs(batch, self.conditioner)
+        if self.cond_key == "both":
+            inputs = drop_parts(inputs, batch["index"], ctx.seed, ctx.epoch, self.part_drop)
+        cond = self.conditioner(inputs)
         drop = torch.tensor([random.Random(mix_seed(ctx.seed, ctx.epoch, int(i), 2)).random() < self.drop_prob
                              for i in batch["index"]], device=ctx.device)
         cond = drop_conditions(cond, self.conditioner.null_condition(len(drop)), drop)
@@ -63,12 +69,17 @@ class LDMStage(Stage):
         yield "unet", loss, {}
 
     def inputs(self, batch: dict, conditioner) -> list:
-        inputs = batch[self.cond_key]
-        if self.cond_key == "labels" and hasattr(conditioner.config, "fields"):
+        """The conditioner's inputs for a batch: captions, label dicts, or {"prompt", "labels"} pairs ("both")."""
+        if self.cond_key == "caption":
+            return batch["caption"]
+        labels = batch["labels"]
+        if hasattr(conditioner.config, "fields"):
             # manifests carry more columns than the model is conditioned on (family, program, ...): keep its fields
             known = {f.name for f in conditioner.config.fields}
-            inputs = [{k: v for k, v in d.items() if k in known} for d in inputs]
-        return inputs
+            labels = [{k: v for k, v in d.items() if k in known} for d in labels]
+        if self.cond_key == "labels":
+            return labels
+        return [{"prompt": c or None, "labels": d or None} for c, d in zip(batch["caption"], labels)]
 
     def evaluate(self, ctx: StepContext) -> dict:
         unet = ctx.ema.get("unet", self.diffusion.net)
@@ -86,6 +97,24 @@ class LDMStage(Stage):
             out["images"].update(res.get("images", {}))
             out["sample_rate"] = res.get("sample_rate", 16000)
         return out
+
+
+def drop_parts(items: list[dict], indices, seed: int, epoch: int, p: float) -> list[dict]:
+    """Joint requests {"prompt", "labels"} with the prompt alone, or the labels alone, set to None with chance ``p``
+    each (seeded per sample index), so a joint model learns to answer either part on its own. A request keeps at
+    least one part: dropping both is the classifier-free guidance drop's job."""
+    out = []
+    for i, it in zip(indices, items):
+        r = random.Random(mix_seed(seed, epoch, int(i), 7))
+        no_text, no_labels = r.random() < p, r.random() < p
+        it = dict(it)
+        if it["prompt"] is not None and it["labels"] is not None:
+            if no_text:
+                it["prompt"] = None
+            elif no_labels:
+                it["labels"] = None
+        out.append(it)
+    return out
 
 
 @torch.no_grad()

@@ -16,7 +16,9 @@ from audioldm.config import save_json_atomic
 from audioldm.evaluation.embedders import clap_audio_embedder
 from audioldm.evaluation.report import evaluate_model, report_table
 from audioldm.export import export_samples
+from audioldm.files import portable_model_id
 from audioldm.pipeline import AudioLDM
+from stages import clip_request, heldout_requests
 
 
 def _category(args):
@@ -24,21 +26,10 @@ def _category(args):
     return (lambda c: str(c.labels.get(col))) if col else (lambda c: c.caption or "")
 
 
-def _request(pipe, fields):
-    if pipe.uses_labels:
-        def req(c):
-            labels = {k: v for k, v in c.labels.items() if k in fields}
-            return json.dumps(labels, sort_keys=True), {"labels": labels}
-    else:
-        def req(c):
-            return c.caption, {"prompt": c.caption}
-    return req
-
-
 def run(args, preset, out: Path, train, valid) -> dict:
     pipe = AudioLDM.from_pretrained(out / "model")
-    fields = [f.name for f in pipe.conditioner.config.fields] if pipe.uses_labels else []
-    request = _request(pipe, fields)
+    fields = [f.name for f in pipe.conditioner.config.fields] if pipe.conditioning != "text" else []
+    request = clip_request(pipe.conditioning, fields)
     seen = {request(c)[0] for c in train}
     heldout = valid if pipe.uses_labels else [c for c in valid if c.caption]  # a text request needs a caption
     if not heldout:
@@ -60,19 +51,8 @@ def run(args, preset, out: Path, train, valid) -> dict:
 
 def gallery(args, preset, out: Path, valid) -> dict:
     pipe = AudioLDM.from_pretrained(out / "model")
-    if pipe.uses_labels:
-        fields = {f.name for f in pipe.conditioner.config.fields}
-        rows, seen = [], set()
-        for c in valid:
-            lab = {k: v for k, v in c.labels.items() if k in fields}
-            if json.dumps(lab, sort_keys=True) not in seen:
-                seen.add(json.dumps(lab, sort_keys=True))
-                rows.append({"labels": lab})
-    else:
-        rows = [{"prompt": cap} for cap in sorted({c.caption for c in valid if c.caption})]
-    n = min(preset.gallery_captions, len(rows))  # evenly spaced over the sorted rows: not all one kind of sound
-    rows = [rows[round(i * (len(rows) - 1) / max(1, n - 1))] for i in range(n)]
-    from audioldm.files import portable_model_id
+    fields = [f.name for f in pipe.conditioner.config.fields] if pipe.conditioning != "text" else []
+    rows = heldout_requests(valid, pipe.conditioning, fields, preset.gallery_captions)
     man = export_samples(pipe, rows, out / "gallery", num_per_prompt=2, seed=args.seed, overwrite=True,
                          progress=False, model_id=portable_model_id(out / "model"))
     return {"samples": len(man["samples"]), "failures": len(man["failures"])}
@@ -81,7 +61,6 @@ def gallery(args, preset, out: Path, valid) -> dict:
 if __name__ == "__main__":
     import argparse
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import stages
     from audioldm.data import read_manifest
 

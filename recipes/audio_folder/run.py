@@ -6,7 +6,8 @@ Train a text-to-audio (or label-to-audio) model on any collection of sounds, end
                the clip length is the 90th percentile of clip durations, capped by --max-seconds and rounded up to
                the U-Net's latent multiple
   2. vae       the mel VAE (or --vae FOLDER to reuse one)
-  3. ldm       the conditional U-Net on cached latents: validation loss on the held-out split every eval_every
+  3. ldm       the conditional U-Net on cached latents (--conditioning text, labels, or both: a caption and/or
+               labels per sample): validation loss on the held-out split every eval_every
                steps, the best checkpoint kept (OUT/ldm/best), samples for held-out captions in OUT/ldm/samples
                and TensorBoard (OUT/ldm/tensorboard)
   4. package   OUT/model, a model folder for AudioLDM.from_pretrained and `audioldm generate --model`
@@ -36,7 +37,7 @@ from audioldm.unet import UNET_PRESETS  # noqa: E402
 from audioldm.vae import VAE_PRESETS, MelVAE  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
-common.add_common_args(p, stages.PRESETS)
+common.add_common_args(p, stages.PRESETS, conditioning=("text", "labels", "both"))
 p.add_argument("--sample-rate", type=int, default=16000, choices=sorted(stages.MEL_FOR_RATE))
 p.add_argument("--max-seconds", type=float, default=10.0, help="longest training clip; longer sounds are sliced")
 p.add_argument("--group-by", default=None, help="split train / held-out by this manifest column (default: file)")
@@ -49,6 +50,8 @@ p.add_argument("--vocoder", default="griffinlim", help="'griffinlim' or a traine
 p.add_argument("--name", default=None, help="model name (default: the data folder's name)")
 p.add_argument("--licence", default=None, help="the data's licence, recorded in the model folder")
 p.add_argument("--vae-steps", type=int, default=None, help="VAE training steps (default: the preset's)")
+p.add_argument("--guidance", type=float, default=None,
+               help="the model's default guidance scale (default: the preset's; lower = more varied, less literal)")
 p.add_argument("--device", default="auto")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--no-progress", action="store_true")
@@ -112,7 +115,7 @@ args.clip_seconds = prep["clip_seconds"]
 clips = read_manifest(out / "data" / "manifest.jsonl")
 train = [c for c in clips if c.labels.get("split") == "train"]
 valid = [c for c in clips if c.labels.get("split") == "valid"]
-if args.conditioning == "text" and not any(c.caption for c in train):
+if args.conditioning != "labels" and not any(c.caption for c in train):
     raise SystemExit(f"error: {data}: no captions in the training split; give captions or use --conditioning labels")
 
 # 2. VAE (or a given one, whose mel settings must match --sample-rate)
@@ -145,7 +148,7 @@ model_info = {"name": args.name or (data.name if data.is_dir() else data.parent.
               "data": {"name": data.name if data.is_dir() else data.parent.name, "clips": prep["clips"],
                        "hours": prep["hours"], "licence": licence, "sample_rate": args.sample_rate,
                        "clip_seconds": args.clip_seconds}, "recipe": f"audio_folder --preset {args.preset}"}
-done("package", lambda: stages.package(args, vae_dir, out / "ldm", out / "model", model_info))
+done("package", lambda: stages.package(args, preset, vae_dir, out / "ldm", out / "model", model_info))
 
 # 5. evaluation on held-out clips (report.json + report.md)
 import evaluate  # noqa: E402

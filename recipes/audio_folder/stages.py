@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, TextConditioner,
-                                   TextConditionerConfig, WordTokenizer, fields_from_labels, load_conditioner,
-                                   save_conditioner)
+from audioldm.conditioner_io import load_conditioner, save_conditioner
+from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, TextConditioner, TextConditionerConfig,
+                                   WordTokenizer, fields_from_labels)
+from audioldm.conditioning_joint import JointConditioner
 from audioldm.config import config_to_dict, load_config, save_json_atomic
 from audioldm.data import ClipDataset, collate_clips
 from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
@@ -50,6 +51,7 @@ class Preset:
     max_conditions: int = 8
     max_heldout: int = 64  # held-out real clips in the decomposition rows
     gallery_captions: int = 4
+    guidance: float = 3.0  # the packaged model's default classifier-free guidance (README: the trade-off measured)
 
 
 PRESETS = {
@@ -58,7 +60,7 @@ PRESETS = {
     # the real preset: a 0.7M-parameter VAE and a 4M-parameter U-Net, about an hour on 2 CPU cores (README)
     "small": Preset(vae="demo", vae_steps=1200, vae_batch=16, unet="demo", unet_steps=3500, batch=16, lr=1e-3,
                     eval_every=500, previews=4, text_dim=128, judge_steps=600, per_condition=4, max_conditions=32,
-                    max_heldout=400, gallery_captions=8),
+                    max_heldout=400, gallery_captions=8, guidance=1.5),
 }
 
 # full-band settings: hop and FFT size as BigVGAN's 44.1 kHz models use them (128 bands), and the 48 kHz preset
@@ -95,26 +97,53 @@ def train_vae(args, preset: Preset, mel: MelConfig, train, valid, run: Path, res
     return rec
 
 
+def _label_conditioner(args, preset: Preset, train, dim: int, joint: bool) -> LabelConditioner:
+    names = args.label_fields or sorted({k for c in train for k in c.labels if k not in NOT_LABELS})
+    if not names:
+        raise SystemExit(f"error: --conditioning {args.conditioning}, but the data has no label columns")
+    try:
+        fields = fields_from_labels([c.labels for c in train], names)
+    except ValueError as e:
+        raise SystemExit(f"error: {args.data}: {e}") from None
+    # alone it parses prompts into labels; beside a text encoder the prompt goes to the text and labels stay labels
+    return LabelConditioner(LabelConditionerConfig(fields=fields, dim=dim, pooled_dim=preset.text_dim,
+                                                   tokens=joint, parse_prompts=not joint))
+
+
 def build_conditioner(args, preset: Preset, train) -> tuple[torch.nn.Module, str]:
-    """(conditioner, the batch key it reads: "caption" or "labels")."""
+    """(conditioner, the batch key it reads: "caption", "labels" or "both")."""
     if args.conditioning == "labels":
-        names = args.label_fields or sorted({k for c in train for k in c.labels if k not in NOT_LABELS})
-        if not names:
-            raise SystemExit("error: --conditioning labels, but the data has no label columns")
-        try:
-            fields = fields_from_labels([c.labels for c in train], names)
-        except ValueError as e:
-            raise SystemExit(f"error: {args.data}: {e}") from None
-        cfg = LabelConditionerConfig(fields=fields, dim=preset.text_dim, pooled_dim=preset.text_dim,
-                                     parse_prompts=True)
-        return LabelConditioner(cfg), "labels"
+        return _label_conditioner(args, preset, train, preset.text_dim, joint=False), "labels"
     if args.text_encoder:
         from audioldm.conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
-        return PretrainedTextConditioner(PretrainedTextConfig(source=str(args.text_encoder), tokens=True)), "caption"
-    texts = [t for c in train for t in (c.captions or [c.caption or ""])]
-    vocab = WordTokenizer.from_texts(texts).vocab
-    return TextConditioner(TextConditionerConfig(vocab=vocab, dim=preset.text_dim, pooled_dim=preset.text_dim,
-                                                 heads=max(1, preset.text_dim // 32))), "caption"
+        text = PretrainedTextConditioner(PretrainedTextConfig(source=str(args.text_encoder), tokens=True))
+    else:
+        texts = [t for c in train for t in (c.captions or [c.caption or ""])]
+        text = TextConditioner(TextConditionerConfig(vocab=WordTokenizer.from_texts(texts).vocab, dim=preset.text_dim,
+                                                     pooled_dim=preset.text_dim, heads=max(1, preset.text_dim // 32)))
+    if args.conditioning == "text":
+        return text, "caption"
+    return JointConditioner(text, _label_conditioner(args, preset, train, text.token_dim, joint=True)), "both"
+
+
+def clip_request(kind: str, fields: list[str]):
+    """clip -> (key, request): what generating "a held-out clip's condition" asks a model of ``kind`` ("text",
+    "labels" or "both"), and a key that is equal for equal requests."""
+    def req(c):
+        labels = {k: v for k, v in c.labels.items() if k in fields}
+        r = {"text": {"prompt": c.caption}, "labels": {"labels": labels},
+             "both": {"prompt": c.caption, "labels": labels}}[kind]
+        return json.dumps(r, sort_keys=True), r
+    return req
+
+
+def heldout_requests(valid, kind: str, fields: list[str], n: int) -> list[dict]:
+    """Up to ``n`` distinct requests of held-out clips (with a caption, unless label-only), evenly spaced over their
+    sorted keys so they are not all one kind of sound."""
+    req = clip_request(kind, fields)
+    rows = dict(req(c) for c in valid if kind == "labels" or c.caption)
+    keys = sorted(rows)
+    return [rows[keys[round(i * (len(keys) - 1) / max(1, n - 1))]] for i in range(min(n, len(keys)))]
 
 
 def _pipeline(vae, unet, schedule, cond, vocoder, seconds, name="preview") -> AudioLDM:
@@ -152,20 +181,21 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
             save_conditioner(run / "best" / "conditioner", c, overwrite=True)
             save_json_atomic(best_file, {"step": step, "valid_loss": loss})
 
-    held = sorted({c.caption for c in valid if c.caption}) if key == "caption" else []
-    # evenly spaced over the sorted held-out captions, so the previews are not all one kind of sound
-    captions = [held[round(i * (len(held) - 1) / max(1, preset.previews - 1))]
-                for i in range(min(preset.previews, len(held)))]
+    kind = {"caption": "text", "labels": "labels", "both": "both"}[key]
+    fields = [f.name for f in conditioner.config.fields] if kind != "text" else []
+    reqs = heldout_requests(valid, kind, fields, preset.previews) if kind != "labels" else []
     gl = GriffinLimVocoder(GriffinLimConfig(mel=mel, n_iter=32))
 
     def preview(step, u, c):  # a few held-out captions, written to RUN/samples/step_N and TensorBoard
-        if not captions:
+        if not reqs:
             return {}
         res = _pipeline(vae, u, schedule, c, gl, args.clip_seconds).generate(
-            captions, steps=10, seed=0, progress=False)
+            [r["prompt"] for r in reqs], labels=[r["labels"] for r in reqs] if kind == "both" else None, steps=10,
+            seed=0, progress=False)
         folder = run / "samples" / f"step_{step:06d}"
         audio, images = {}, {}
-        for i, (cap, wav, m) in enumerate(zip(captions, res.audio, res.mels.numpy())):
+        for i, (r, wav, m) in enumerate(zip(reqs, res.audio, res.mels.numpy())):
+            cap = r["prompt"] + "".join(f" {k}={v}" for k, v in (r.get("labels") or {}).items())
             stem = f"{i}_" + re.sub(r"[^A-Za-z0-9]+", "_", cap)[:40]
             save_audio(folder / f"{stem}.wav", wav, mel.sample_rate, overwrite=True)
             save_spectrogram(folder / f"{stem}.png", m, mel.sample_rate, mel.hop_length, cap)
@@ -192,16 +222,17 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
     return rec
 
 
-def package(args, vae_dir: Path, ldm: Path, out: Path, info: dict) -> dict:
+def package(args, preset: Preset, vae_dir: Path, ldm: Path, out: Path, info: dict) -> dict:
     src = ldm / "best" if (ldm / "best" / "unet").is_dir() else ldm
     vae = MelVAE.from_pretrained(vae_dir)
     if args.vocoder == "griffinlim":
         vocoder = GriffinLimVocoder(GriffinLimConfig(mel=vae.config.mel))
     else:
         vocoder = load_vocoder(args.vocoder)
+    guidance = preset.guidance if args.guidance is None else args.guidance
     pipe = AudioLDM(vae, UNet.from_pretrained(src / "unet"), NoiseSchedule(load_config(ScheduleConfig,
                     ldm / "schedule.json")), load_conditioner(src / "conditioner"), vocoder,
-                    GenerationDefaults(args.clip_seconds, 25, 3.0, "dpmpp_2m"), name=info["name"], info=info)
+                    GenerationDefaults(args.clip_seconds, 25, guidance, "dpmpp_2m"), name=info["name"], info=info)
     pipe.save_pretrained(out, overwrite=True)
     return {"model": str(out), "from": src.name, "size_MB": round(sum(f.stat().st_size for f in out.rglob("*")
                                                                         if f.is_file()) / 2 ** 20, 2)}

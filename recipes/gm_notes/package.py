@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from audioldm.conditioning import LabelConditioner, load_conditioner
+from audioldm.conditioner_io import load_conditioner
+from audioldm.conditioning import LabelConditioner
 from audioldm.config import load_config
 from audioldm.diffusion import NoiseSchedule, ScheduleConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
