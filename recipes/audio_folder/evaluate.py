@@ -9,6 +9,7 @@ OUT/report.json and OUT/report.md. run.py calls :func:`run` and :func:`gallery`;
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def gallery(args, preset, out: Path, valid) -> dict:
     pipe = AudioLDM.from_pretrained(out / "model")
     fields = [f.name for f in pipe.conditioner.config.fields] if pipe.conditioning != "text" else []
     rows = heldout_requests(valid, pipe.conditioning, fields, preset.gallery_captions)
+    shutil.rmtree(out / "gallery", ignore_errors=True)  # the stage's own folder: no clips left from an earlier run
     man = export_samples(pipe, rows, out / "gallery", num_per_prompt=2, seed=args.seed, overwrite=True,
                          progress=False, model_id=portable_model_id(out / "model"))
     return {"samples": len(man["samples"]), "failures": len(man["failures"])}
