@@ -68,7 +68,15 @@ def _load_pipeline(args):
     if model is None:
         raise ValueError("no --model given and no model is shipped with this install (set --model or $AUDIOLDM_MODEL)")
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    return AudioLDM.from_pretrained(model, device=args.device, dtype=dtype), model
+    pipe = AudioLDM.from_pretrained(model, device=args.device, dtype=dtype)
+    for spec in args.lora or []:  # PATH or PATH:SCALE, merged in order
+        path, _, scale = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+        try:
+            scale = float(scale)
+        except ValueError:
+            path, scale = spec, 1.0  # a ':' inside the path itself
+        pipe.load_lora(path, scale)
+    return pipe, model
 
 
 def _cmd_generate(args) -> int:
@@ -132,6 +140,8 @@ def _cmd_convert(args) -> int:
 
 def _generation_args(sp) -> None:
     sp.add_argument("--model", default=None, help="model folder or hub id (default: the model shipped with audioldm)")
+    sp.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]",
+                    help="merge a LoRA adapter (folder or .safetensors) at SCALE (default 1); repeat to stack")
     sp.add_argument("--duration", type=float, default=None, help="seconds (default: the model's)")
     sp.add_argument("--steps", type=int, default=None)
     sp.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")

@@ -120,6 +120,7 @@ class AudioLDM:
         self.diffusion = LatentDiffusion(unet, schedule)
         self.frontend = MelFrontend(vae.mel_config)
         self.dtype = torch.float32
+        self.loras: list = []  # (Adapter, scale) merged into the U-Net by load_lora, in order
         self._check()
 
     # ---- consistency of the parts ----------------------------------------------------------------------------------
@@ -167,6 +168,21 @@ class AudioLDM:
     def reads_prompts(self) -> bool:
         """Text and joint models, and label models whose conditioner parses prompts into labels."""
         return reads_prompts(self.conditioner)
+
+    def load_lora(self, path, scale: float = 1.0):
+        """Merge a LoRA adapter (folder or .safetensors; lora.py) into the U-Net at ``scale``; adapters stack.
+        A mismatching or unreadable adapter is refused before anything changes. Returns the Adapter."""
+        from .lora import merge_lora, read_lora
+        adapter = read_lora(path)
+        merge_lora(self.unet, adapter, scale)
+        self.loras.append((adapter, scale))
+        return adapter
+
+    def unload_loras(self) -> None:
+        """Unmerge every adapter load_lora merged, last first: the U-Net is back to its base weights (to ~1e-6)."""
+        from .lora import unmerge_lora
+        while self.loras:
+            unmerge_lora(self.unet, *self.loras.pop())
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
         """Move every part to ``device`` ("auto": CUDA, then MPS, then CPU); ``dtype`` sets the compute precision."""

@@ -46,7 +46,7 @@ def data(tmp_path_factory):
 
 def _run(data, out, *extra, check=True):
     cmd = RUN + ["--data", str(data), "--out", str(out), "--preset", "tiny", "--steps", "200", "--vae-steps", "60",
-                 "--valid-fraction", "0.2", "--no-progress", *extra]
+                 "--valid-fraction", "0.2", "--judge-steps", "40", "--no-progress", *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
         raise AssertionError(f"recipe failed ({p.returncode}):\n{p.stderr[-4000:]}")
@@ -141,7 +141,7 @@ def test_full_band_44k_with_text_and_labels_end_to_end(data, tmp_path):
     out = tmp_path / "fb"
     p = subprocess.run(RUN + ["--data", str(small / "manifest.csv"), "--out", str(out), "--preset", "tiny",
                               "--steps", "20", "--vae-steps", "10", "--sample-rate", "44100", "--conditioning", "both",
-                              "--no-progress"], capture_output=True, text=True, timeout=900)
+                              "--judge-steps", "30", "--no-progress"], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     pipe = AudioLDM.from_pretrained(out / "model")
     assert pipe.sample_rate == 44100 and pipe.mel_config.hop_length == 512 and pipe.mel_config.n_mels == 128

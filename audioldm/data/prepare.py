@@ -236,7 +236,7 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, pro
     if cfg.group_by and not any(cfg.group_by in r["labels"] for r in rows):
         raise PrepareError(f"--group-by {cfg.group_by!r}: no such column in {source}")
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    clips, hashes = [], {}
+    clips, hashes, rates = [], {}, {}
     it = progress(rows) if progress else rows
     for r in it:
         name = r["source"]
@@ -246,6 +246,7 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, pro
                 raise AudioError(f"{info.frames / info.samplerate:.0f} s long, over the {cfg.max_file_seconds:g} s "
                                  f"limit per file (max_file_seconds)")
             wav = load_audio(r["file"], cfg.sample_rate)  # downmixed, resampled (soxr VHQ); errors name the file
+            rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
         except (AudioError, RuntimeError, OSError) as e:
             dropped.append({"path": name, "reason": f"unreadable: {str(e).replace(str(r['file']) + ': ', '')}"})
             continue
@@ -298,6 +299,8 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, pro
     write_manifest(out / "manifest.jsonl", clips)
     durations = [c["duration"] for c in clips]
     report = {"source": _display(str(source)), "config": asdict(cfg), "files_found": len(rows),
+              "source_rates": {str(k): v for k, v in sorted(rates.items())},
+              "resampled_files": sum(v for k, v in rates.items() if k != cfg.sample_rate),
               "clips": len(clips), "train_clips": sum(c["split"] == "train" for c in clips),
               "valid_clips": sum(c["split"] == "valid" for c in clips),
               "split_by": "manifest column 'split'" if given else (cfg.group_by or "source file"),

@@ -52,6 +52,7 @@ p.add_argument("--licence", default=None, help="the data's licence, recorded in 
 p.add_argument("--vae-steps", type=int, default=None, help="VAE training steps (default: the preset's)")
 p.add_argument("--guidance", type=float, default=None,
                help="the model's default guidance scale (default: the preset's; lower = more varied, less literal)")
+p.add_argument("--judge-steps", type=int, default=None, help="evaluation judge training steps (default: the preset's)")
 p.add_argument("--device", default="auto")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--no-progress", action="store_true")
@@ -62,6 +63,8 @@ info = init_distributed(args.device)
 preset = stages.PRESETS[args.preset]
 if args.vae_steps:
     preset.vae_steps = args.vae_steps
+if args.judge_steps:
+    preset.judge_steps = args.judge_steps
 data = Path(args.data)
 mel = stages.MEL_FOR_RATE[args.sample_rate]
 

@@ -1,0 +1,222 @@
+"""python recipes/finetune/run.py --model SRC --data DATA --out OUT [--lora-rank R] [--steps N] [--resume] [--overwrite]
+
+Fine-tune a pretrained model on your own sounds, in full or with LoRA adapters:
+  1. prepare   DATA (a folder or manifest, as in recipes/audio_folder) read and resampled to SRC's rate
+  2. finetune  the U-Net from SRC on cached latents (SRC's VAE) and cached conditions (SRC's frozen conditioner: a
+               CLAP / T5 text tower runs once per caption, not once per step); --lora-rank R trains LoRA adapters
+               (peft) on the attention projections (--lora-targets adds resnet convs / film), else every U-Net weight
+  3. package   OUT/lora (the adapter alone, peft format, naming its base as NAME@hash) and OUT/model (a standalone
+               model folder, the adapter merged)
+SRC is one of our model folders or a diffusers AudioLDM folder (converted in memory); nothing is written into SRC.
+Its conditioner, VAE, vocoder and noise schedule are kept. --resume skips finished stages and resumes training from
+its checkpoints; torchrun --nproc_per_node N runs the training on N processes.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the shared helper
+import common  # noqa: E402
+import torch  # noqa: E402
+
+from audioldm.data import ClipDataset, read_manifest  # noqa: E402
+from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents  # noqa: E402
+from audioldm.data.prepare import PrepareConfig, PrepareError, prepare_dataset  # noqa: E402
+from audioldm.diffusion import LatentDiffusion  # noqa: E402
+from audioldm.files import portable_model_id  # noqa: E402
+from audioldm.lora import TARGETS, add_lora, save_lora  # noqa: E402
+from audioldm.pipeline import AudioLDM  # noqa: E402
+from audioldm.training import TrainConfig, Trainer  # noqa: E402
+from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
+from audioldm.training.distributed import init_distributed  # noqa: E402
+from audioldm.training.ldm_stage import LDMStage  # noqa: E402
+
+PRESETS = {  # lr for full fine-tuning / for LoRA
+    "tiny": {"steps": 100, "batch": 8, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 50},
+    "small": {"steps": 2000, "batch": 16, "lr": 2e-5, "lora_lr": 5e-4, "eval_every": 250},
+}
+KEY = {"text": "caption", "labels": "labels", "both": "both"}
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
+common.add_common_args(p, PRESETS, conditioning=("text", "labels", "both"), default_conditioning=None)
+p.add_argument("--model", required=True, help="the model to start from: our model folder or a diffusers AudioLDM one")
+p.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (default: full)")
+p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank, i.e. scale 1)")
+p.add_argument("--lora-targets", nargs="+", default=["attention"], choices=sorted(TARGETS))
+p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's, full or LoRA)")
+p.add_argument("--max-seconds", type=float, default=None, help="longest clip (default: SRC's default duration)")
+p.add_argument("--group-by", default=None)
+p.add_argument("--valid-fraction", type=float, default=0.1)
+p.add_argument("--name", default=None, help="the fine-tuned model's name (default: SRC name + data name)")
+p.add_argument("--licence", default=None)
+p.add_argument("--device", default="auto")
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--no-progress", action="store_true")
+args = p.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+if args.lora_rank is not None and args.lora_rank <= 0:
+    p.error(f"--lora-rank must be a positive integer, got {args.lora_rank}")
+src, data = Path(args.model), Path(args.data)
+torch.manual_seed(args.seed)
+info = init_distributed(args.device)
+preset = PRESETS[args.preset]
+
+
+def load_src() -> AudioLDM:
+    try:
+        return AudioLDM.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --model {src}: {e}") from None
+
+
+base = load_src()
+kind = base.conditioning
+if args.conditioning and args.conditioning != kind:
+    raise SystemExit(f"error: --conditioning {args.conditioning}, but {src} is conditioned on {kind}; fine-tuning "
+                     f"keeps the source model's conditioner")
+
+
+def barrier():
+    if info.enabled and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def done(name, make, everyone=True):
+    rec = common.stage_done(out, name)
+    if rec is not None and info.is_main:
+        print(f"[{name}] finished earlier; skipped", file=sys.stderr)
+    if rec is None and (everyone or info.is_main):
+        rec = make()
+        if info.is_main:
+            common.mark_done(out, name, rec)
+            print(f"[{name}] {json.dumps(rec)}", file=sys.stderr)
+    barrier()
+    return common.stage_done(out, name)
+
+
+base_id = portable_model_id(src)
+settings = {"model": base_id, "data": str(data.resolve()), "data_fingerprint": common.data_fingerprint(data, args.out),
+            "preset": args.preset, "lora_rank": args.lora_rank, "lora_targets": sorted(args.lora_targets),
+            "max_seconds": args.max_seconds, "group_by": args.group_by}
+out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
+barrier()
+
+# 1. prepare, at SRC's rate
+mel = base.mel_config
+multiple = base.vae.config.downsample * base.unet.config.downsample
+pcfg = PrepareConfig(sample_rate=mel.sample_rate, max_seconds=args.max_seconds or base.defaults.duration,
+                     group_by=args.group_by, valid_fraction=args.valid_fraction, latent_multiple_frames=multiple,
+                     hop_length=mel.hop_length, caption_required=kind != "labels")
+
+
+def prepare():
+    try:
+        rep = prepare_dataset(data, out / "data", pcfg, progress=None)
+    except PrepareError as e:
+        raise SystemExit(f"error: {e}") from None
+    if rep.get("resampled_files"):
+        print(f"[prepare] {rep['resampled_files']} file(s) resampled to {src.name}'s {mel.sample_rate} Hz",
+              file=sys.stderr)
+    return {k: v for k, v in rep.items() if k != "dropped"} | {"dropped": len(rep["dropped"])}
+
+
+prep = done("prepare", prepare, everyone=False)
+clips = read_manifest(out / "data" / "manifest.jsonl")
+train = [c for c in clips if c.labels.get("split") == "train"]
+valid = [c for c in clips if c.labels.get("split") == "valid"]
+if kind != "labels" and not any(c.caption for c in train):
+    raise SystemExit(f"error: {data}: {src.name} is text-conditioned, but no training clip has a caption; give "
+                     f"captions (a manifest column, NAME.txt or folder names) or use --conditioning clap-audio")
+
+
+def condition_inputs(clips_) -> list:
+    """Every input the U-Net stage can ask the conditioner for, to cache once."""
+    fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
+    caps = sorted({t for c in clips_ for t in (c.captions or [c.caption]) if t})
+    labs = [{k: v for k, v in c.labels.items() if k in fields} for c in clips_] if fields else []
+    if kind == "text":
+        return caps
+    if kind == "labels":
+        return labs
+    return ([{"prompt": c.caption or None, "labels": lab or None} for c, lab in zip(clips_, labs)]
+            + [{"prompt": t, "labels": None} for t in caps] + [{"prompt": None, "labels": lab} for lab in labs if lab])
+
+
+# 2. fine-tune
+def finetune() -> dict:
+    run = out / "finetune"
+    dev = "cuda" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "cpu"
+    for split, cl in (("train", train), ("valid", valid)):
+        cache = run / f"latents_{split}.safetensors"
+        if cl and not cache.exists() and info.is_main:
+            build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=dev)
+    barrier()
+    t0 = time.time()
+    cond = CachedConditioner(base.conditioner, condition_inputs(train), device=dev)
+    cache_s = time.time() - t0
+    unet = base.unet.train()
+    if args.lora_rank:
+        add_lora(unet, args.lora_rank, args.lora_alpha, args.lora_targets)
+    trainable = sum(q.numel() for q in unet.parameters() if q.requires_grad)
+    latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)
+    valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
+    stage = LDMStage(LatentDiffusion(unet, base.schedule), cond, latents.scale_factor, KEY[kind], 0.1,
+                     valid=valid_lat)
+    steps = args.steps or preset["steps"]
+    lr = args.lr or (preset["lora_lr"] if args.lora_rank else preset["lr"])
+    tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=preset["batch"], lr=lr,
+                     warmup_steps=min(100, steps // 10), ema_decay=0.999 if steps >= 1000 else 0.0,
+                     ckpt_every=max(10, min(250, steps // 4)), eval_every=preset["eval_every"], log_every=10,
+                     seed=args.seed, device=args.device, resume=(run / "checkpoints").is_dir(),
+                     progress=not args.no_progress)
+    trainer = Trainer(tc, stage, latents, collate_latents)
+    trainer.fit()
+    rec = {}
+    if trainer.info.is_main:
+        final = trainer.ema.get("unet", unet)
+        if args.lora_rank:
+            save_lora(out / "lora", final, base_id, overwrite=True)
+        else:
+            final.save_pretrained(run / "unet", overwrite=True)
+        rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "lr": lr,
+               "mode": f"lora r={args.lora_rank} {args.lora_targets}" if args.lora_rank else "full",
+               "trainable_params": trainable, "unet_params": sum(q.numel() for q in base.unet.parameters()),
+               "cached_conditions": len(cond), "condition_cache_seconds": round(cache_s, 2)}
+    return rec
+
+
+ft = done("finetune", finetune)
+if info.enabled:
+    torch.distributed.destroy_process_group()
+if not info.is_main:
+    sys.exit(0)
+
+
+# 3. package: the adapter alone (OUT/lora) and a standalone model with it merged (OUT/model)
+def package() -> dict:
+    from audioldm.unet import UNet
+
+    pipe = load_src()  # a fresh copy of SRC's weights
+    if args.lora_rank:
+        pipe.load_lora(out / "lora")
+        pipe.loras.clear()  # merged for good: OUT/model stands alone
+    else:
+        pipe.unet = UNet.from_pretrained(out / "finetune" / "unet")
+        pipe.diffusion = LatentDiffusion(pipe.unet, pipe.schedule)
+    pipe.name = args.name or f"{src.name}-{data.name if data.is_dir() else data.parent.name}"
+    pipe.info = {**pipe.info, "base_model": base_id, "finetune": ft.get("mode"),
+                 "data": {"name": data.name if data.is_dir() else data.parent.name, "clips": prep["clips"],
+                          "hours": prep["hours"], "licence": args.licence, "sample_rate": mel.sample_rate}}
+    pipe.save_pretrained(out / "model", overwrite=True)
+    size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())  # noqa: E731
+    return {"model": str(out / "model"), "model_MB": round(size(out / "model") / 2 ** 20, 2),
+            **({"lora": str(out / "lora"), "lora_MB": round(size(out / "lora") / 2 ** 20, 3)} if args.lora_rank
+               else {})}
+
+
+pk = done("package", package)
+print(json.dumps({"finetune": ft, "package": pk}, indent=2))
