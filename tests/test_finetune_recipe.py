@@ -95,13 +95,13 @@ def test_lora_finetune(src, lora_run):
 
     base, merged = AudioLDM.from_pretrained(src), AudioLDM.from_pretrained(out / "model")
     kw = dict(duration=0.32, steps=3, seed=0, progress=False)
-    b, m = base.generate("a dog barking", **kw).audio, merged.generate("a dog barking", **kw).audio
-    assert np.abs(b - m).max() > 1e-4  # fine-tuning changed the output
+    b, m = base.generate("a dog barking", **kw).latents, merged.generate("a dog barking", **kw).latents
+    assert (b - m).abs().max() > 1e-3 * b.abs().max()  # fine-tuning changed the output (random vocoder: ~0 audio)
     base.load_lora(out / "lora")  # base + adapter = the merged model
     x = torch.randn(2, base.unet.config.in_channels, 8, 4)
     t, c = torch.tensor([10.0, 500.0]), merged.conditioner(["a dog barking"] * 2)
     with torch.no_grad():
-        torch.testing.assert_close(base.unet(x, t, **c), merged.unet(x, t, **c), atol=1e-5, rtol=0)
+        torch.testing.assert_close(base.unet(x, t, c), merged.unet(x, t, c), atol=1e-5, rtol=0)
     base.unload_loras()
     fresh = AudioLDM.from_pretrained(src)
     for (k, v), w in zip(base.unet.state_dict().items(), fresh.unet.state_dict().values()):
@@ -128,7 +128,7 @@ def test_peft_unmerged_forward_equals_the_merge(src):
     assert any(".conv1" in n for n in ad.factors) and any("time_emb_proj" in n for n in ad.factors)
     merge_lora(ref, ad)
     with torch.no_grad():
-        torch.testing.assert_close(unet(x, t, **c), ref(x, t, **c), atol=1e-5, rtol=0)
+        torch.testing.assert_close(unet(x, t, c), ref(x, t, c), atol=1e-5, rtol=0)
 
 
 def test_adapters_that_do_not_fit_are_refused(tmp_path, lora_run):
@@ -156,21 +156,29 @@ def test_adapters_that_do_not_fit_are_refused(tmp_path, lora_run):
     assert p.returncode != 0 and "--lora-rank must be a positive integer" in p.stderr
 
 
-def test_cli_generate_with_lora(src, lora_run, tmp_path):
-    """audioldm generate --lora PATH[:SCALE]: scale 1 is the merged model; scale 0.5 lies elsewhere."""
+def test_cli_generate_with_lora(tmp_path):
+    """audioldm generate --lora PATH[:SCALE] on the shipped model: scale 1 is the merged model, 0.5 lies elsewhere."""
     from audioldm import AudioLDM
+    from audioldm.cli import default_model
 
-    out = lora_run[0]
+    pipe = AudioLDM.from_pretrained(default_model())
+    torch.manual_seed(0)
+    unet = add_lora(AudioLDM.from_pretrained(default_model()).unet, 2)
+    with torch.no_grad():
+        for n, q in unet.named_parameters():
+            if "lora_B" in n:
+                q.normal_(0, 0.3)
+    save_lora(tmp_path / "lora", unet, "gm-notes@0")
     wavs = {}
-    for name, spec in (("half", f"{out / 'lora'}:0.5"), ("full", str(out / "lora"))):
+    for name, spec in (("half", f"{tmp_path / 'lora'}:0.5"), ("full", str(tmp_path / "lora"))):
         wavs[name] = tmp_path / f"{name}.wav"
-        p = subprocess.run(["audioldm", "generate", "a dog barking", "--model", str(src), "--steps", "3", "--seed", "0",
-                            "--duration", "0.32", "-o", str(wavs[name]), "--quiet", "--lora", spec],
+        p = subprocess.run(["audioldm", "generate", "a violin playing C5", "--steps", "4", "--seed", "0",
+                            "--duration", "0.4", "-o", str(wavs[name]), "--quiet", "--lora", spec],
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
     half, full = sf.read(wavs["half"])[0], sf.read(wavs["full"])[0]
-    merged = AudioLDM.from_pretrained(out / "model").generate("a dog barking", duration=0.32, steps=3, seed=0,
-                                                              progress=False).audio[0]
+    pipe.load_lora(tmp_path / "lora")
+    merged = pipe.generate("a violin playing C5", duration=0.4, steps=4, seed=0, progress=False).audio[0]
     np.testing.assert_allclose(full, merged, atol=2e-3)  # (the WAV is 16-bit)
     assert np.abs(half - full).max() > 1e-2
 
@@ -192,3 +200,23 @@ def test_full_finetune_resumes_after_kill(src, data, tmp_path):
     assert not (out / "lora").exists() and (out / "model" / "model_index.json").is_file()
     index = json.loads((out / "model" / "model_index.json").read_text())
     assert index["info"]["base_model"].startswith("audioldm-tiny@") and index["info"]["finetune"] == "full"
+
+
+def test_lora_finetune_under_torchrun_matches_one_process(src, data, lora_run, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU): the same losses as the one-process run, one adapter written."""
+    out = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] + RUN[1:] + [
+        "--model", str(src), "--data", str(data), "--out", str(out), "--preset", "tiny", "--no-progress",
+        "--valid-fraction", "0.2", "--lora-rank", "4", "--steps", "40", "--lr", "5e-3"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
+    assert p.returncode == 0, p.stderr[-3000:]
+
+    def losses(run):
+        return [(r["step"], r["loss_unet"]) for r in map(json.loads, (run / "finetune" / "metrics.jsonl")
+                                                         .read_text().splitlines()) if "loss_unet" in r]
+    one, two = losses(lora_run[0]), losses(out)
+    assert [s for s, _ in one] == [s for s, _ in two] and len(one) >= 3
+    for (s, a), (_, b) in zip(one, two):
+        assert abs(a - b) <= 1e-3 * abs(a), (s, a, b)
+    assert (out / "lora" / "adapter_model.safetensors").is_file() and (out / "model" / "model_index.json").is_file()

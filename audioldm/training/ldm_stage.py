@@ -46,7 +46,7 @@ class LDMStage(Stage):
         return list(self.modules())
 
     def optimizers(self, cfg: TrainConfig):
-        params = list(self.diffusion.net.parameters())
+        params = [p for p in self.diffusion.net.parameters() if p.requires_grad]  # LoRA: the adapters only
         if self.trainable_cond:
             params += [p for p in self.conditioner.parameters() if p.requires_grad]
         return {"unet": torch.optim.AdamW(params, lr=cfg.lr, weight_decay=self.wd)}
