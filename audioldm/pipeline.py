@@ -37,6 +37,7 @@ from .weights import WeightsError, atomic_folder
 __all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError", "MODEL_INDEX"]
 
 MODEL_INDEX = "model_index.json"
+FORMAT_VERSION = 1  # model_index.json layout; 0 (no field) = folders written before it was recorded
 COMPONENTS = ("vae", "unet", "conditioner", "vocoder")
 MAX_DURATION = 600.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
 
@@ -224,6 +225,10 @@ class AudioLDM:
             raise PipelineError(f"{index_path}: invalid JSON ({e})") from None
         if not isinstance(index, dict) or index.get("format") != "audioldm":
             raise PipelineError(f"{index_path}: not an audioldm model index (\"format\" should be \"audioldm\")")
+        version = index.get("format_version", 0)  # 0: folders written before the field existed (same layout)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise PipelineError(f"{index_path}: format_version {version!r}; this audioldm ({__version__}) reads "
+                                f"versions 0-{FORMAT_VERSION}: upgrade audioldm to load it")
         comps = index.get("components", {})
         missing = [c for c in COMPONENTS if c not in comps]
         if missing:
@@ -258,7 +263,8 @@ class AudioLDM:
                 self.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
             else:  # Griffin-Lim: config only
                 self.vocoder.save_pretrained(tmp / "vocoder")
-            index = {"format": "audioldm", "audioldm_version": __version__, "name": self.name,
+            index = {"format": "audioldm", "format_version": FORMAT_VERSION, "audioldm_version": __version__,
+                     "name": self.name,
                      "sample_rate": self.sample_rate, "conditioning": self.conditioning,
                      "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
                      "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults),

@@ -25,6 +25,7 @@ from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.mel import MEL_PRESETS, MelConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
 from audioldm.training import TrainConfig, Trainer
+from audioldm.training.cached_conditions import CachedConditioner
 from audioldm.training.ldm_stage import LDMStage
 from audioldm.training.vae_stage import VAELossConfig, VAEStage, evaluate_vae, latent_scale_factor
 from audioldm.unet import UNET_PRESETS, UNet
@@ -68,6 +69,10 @@ MEL_FOR_RATE = {16000: MelConfig(), 44100: MelConfig(sample_rate=44100, n_fft=20
                                                      n_mels=128, fmin=0.0, fmax=22050.0),
                 48000: MEL_PRESETS["audioldm-48k"]}
 NOT_LABELS = ("source", "group", "split", "duration", "slice")
+
+
+def _device(args) -> str:
+    return "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def _progress(args):
@@ -178,7 +183,7 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
         if loss < best:
             best = loss
             u.save_pretrained(run / "best" / "unet", overwrite=True)
-            save_conditioner(run / "best" / "conditioner", c, overwrite=True)
+            save_conditioner(run / "best" / "conditioner", getattr(c, "inner", c), overwrite=True)
             save_json_atomic(best_file, {"step": step, "valid_loss": loss})
 
     kind = {"caption": "text", "labels": "labels", "both": "both"}[key]
@@ -189,7 +194,7 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
     def preview(step, u, c):  # a few held-out captions, written to RUN/samples/step_N and TensorBoard
         if not reqs:
             return {}
-        res = _pipeline(vae, u, schedule, c, gl, args.clip_seconds).generate(
+        res = _pipeline(vae, u, schedule, getattr(c, "inner", c), gl, args.clip_seconds).generate(
             [r["prompt"] for r in reqs], labels=[r["labels"] for r in reqs] if kind == "both" else None, steps=10,
             seed=0, progress=False)
         folder = run / "samples" / f"step_{step:06d}"
@@ -202,6 +207,9 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
             audio[f"sample/{stem}"], images[f"sample_mel/{stem}"] = torch.from_numpy(wav), torch.from_numpy(m)
         return {"audio": audio, "images": images, "sample_rate": mel.sample_rate}
 
+    if not any(q.requires_grad for q in conditioner.parameters()):  # a frozen encoder: once per caption, not per step
+        texts = sorted({t for c in train for t in (c.captions or [c.caption]) if t})
+        conditioner = CachedConditioner(conditioner, texts, device=_device(args))
     stage = LDMStage(LatentDiffusion(unet, schedule), conditioner, latents.scale_factor, key, 0.1,
                      valid=valid_lat, on_valid=on_valid, preview=preview)
     steps = args.steps or preset.unet_steps
@@ -215,7 +223,8 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
     rec = {}
     if trainer.info.is_main:
         trainer.ema.get("unet", unet).save_pretrained(run / "unet", overwrite=True)
-        save_conditioner(run / "conditioner", trainer.ema.get("conditioner", conditioner), overwrite=True)
+        final = trainer.ema.get("conditioner", conditioner)
+        save_conditioner(run / "conditioner", getattr(final, "inner", final), overwrite=True)
         rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "conditioning": key,
                "best": json.loads(best_file.read_text()) if best_file.is_file() else None,
                "unet_params_M": round(sum(p.numel() for p in unet.parameters()) / 1e6, 2)}
