@@ -100,3 +100,23 @@ def mark_done(out: Path, name: str, record: dict) -> dict:
     (Path(out) / "stages").mkdir(parents=True, exist_ok=True)
     _write_json(Path(out) / "stages" / f"{name}.json", record)
     return record
+
+
+def clip_request(kind: str, fields: list[str]):
+    """clip -> (key, request): what generating "a held-out clip's condition" asks a model of ``kind`` ("text",
+    "labels" or "both"), and a key that is equal for equal requests."""
+    def req(c):
+        labels = {k: v for k, v in c.labels.items() if k in fields}
+        r = {"text": {"prompt": c.caption}, "labels": {"labels": labels},
+             "both": {"prompt": c.caption, "labels": labels}}[kind]
+        return json.dumps(r, sort_keys=True), r
+    return req
+
+
+def heldout_requests(valid, kind: str, fields: list[str], n: int) -> list[dict]:
+    """Up to ``n`` distinct requests of held-out clips (with a caption, unless label-only), evenly spaced over their
+    sorted keys so they are not all one kind of sound."""
+    req = clip_request(kind, fields)
+    rows = dict(req(c) for c in valid if kind == "labels" or c.caption)
+    keys = sorted(rows)
+    return [rows[keys[round(i * (len(keys) - 1) / max(1, n - 1))]] for i in range(min(n, len(keys)))]

@@ -59,7 +59,7 @@ def data(tmp_path_factory):
 
 def _run(src, data, out, *extra, check=True, popen=False):
     cmd = RUN + ["--model", str(src), "--data", str(data), "--out", str(out), "--preset", "tiny", "--no-progress",
-                 "--valid-fraction", "0.2", *extra]
+                 "--valid-fraction", "0.2", "--judge-steps", "20", *extra]
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -90,6 +90,9 @@ def test_lora_finetune(src, lora_run):
     assert "/" not in cfg["base_model_name_or_path"]
     unet_bytes = sum(f.stat().st_size for f in (out / "model" / "unet").glob("*.safetensors"))
     assert (out / "lora" / "adapter_model.safetensors").stat().st_size < 0.05 * unet_bytes
+    rep = json.loads((out / "report.json").read_text())  # one judge, the source and the fine-tuned model
+    assert set(rep) == {"source", "fine-tuned"} and rep["source"]["judge"] == rep["fine-tuned"]["judge"]
+    assert "generated (all held-out conditions)" in rep["fine-tuned"]["rows"]
     rec = json.loads((out / "stages" / "finetune.json").read_text())
     assert rec["cached_conditions"] == 2 and rec["trainable_params"] < 0.1 * rec["unet_params"]
 
@@ -207,7 +210,7 @@ def test_lora_finetune_under_torchrun_matches_one_process(src, data, lora_run, t
     out = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] + RUN[1:] + [
         "--model", str(src), "--data", str(data), "--out", str(out), "--preset", "tiny", "--no-progress",
-        "--valid-fraction", "0.2", "--lora-rank", "4", "--steps", "40", "--lr", "5e-3"]
+        "--valid-fraction", "0.2", "--judge-steps", "20", "--lora-rank", "4", "--steps", "40", "--lr", "5e-3"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
     assert p.returncode == 0, p.stderr[-3000:]

@@ -13,13 +13,15 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the shared helper
+
 from audioldm.config import save_json_atomic
 from audioldm.evaluation.embedders import clap_audio_embedder
 from audioldm.evaluation.report import evaluate_model, report_table
 from audioldm.export import export_samples
 from audioldm.files import portable_model_id
 from audioldm.pipeline import AudioLDM
-from stages import clip_request, heldout_requests
+from common import clip_request, heldout_requests
 
 
 def _category(args):

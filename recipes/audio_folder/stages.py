@@ -33,6 +33,9 @@ from audioldm.vae import VAE_PRESETS, MelVAE
 from audioldm.vocoders import GriffinLimVocoder, load_vocoder
 from audioldm.vocoders.griffinlim import GriffinLimConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the shared helper
+import common  # noqa: E402
+
 
 @dataclass
 class Preset:
@@ -131,26 +134,6 @@ def build_conditioner(args, preset: Preset, train) -> tuple[torch.nn.Module, str
     return JointConditioner(text, _label_conditioner(args, preset, train, text.token_dim, joint=True)), "both"
 
 
-def clip_request(kind: str, fields: list[str]):
-    """clip -> (key, request): what generating "a held-out clip's condition" asks a model of ``kind`` ("text",
-    "labels" or "both"), and a key that is equal for equal requests."""
-    def req(c):
-        labels = {k: v for k, v in c.labels.items() if k in fields}
-        r = {"text": {"prompt": c.caption}, "labels": {"labels": labels},
-             "both": {"prompt": c.caption, "labels": labels}}[kind]
-        return json.dumps(r, sort_keys=True), r
-    return req
-
-
-def heldout_requests(valid, kind: str, fields: list[str], n: int) -> list[dict]:
-    """Up to ``n`` distinct requests of held-out clips (with a caption, unless label-only), evenly spaced over their
-    sorted keys so they are not all one kind of sound."""
-    req = clip_request(kind, fields)
-    rows = dict(req(c) for c in valid if kind == "labels" or c.caption)
-    keys = sorted(rows)
-    return [rows[keys[round(i * (len(keys) - 1) / max(1, n - 1))]] for i in range(min(n, len(keys)))]
-
-
 def _pipeline(vae, unet, schedule, cond, vocoder, seconds, name="preview") -> AudioLDM:
     return AudioLDM(vae, unet, schedule, cond, vocoder, GenerationDefaults(seconds, 25, 3.0, "dpmpp_2m"), name=name)
 
@@ -188,7 +171,7 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
 
     kind = {"caption": "text", "labels": "labels", "both": "both"}[key]
     fields = [f.name for f in conditioner.config.fields] if kind != "text" else []
-    reqs = heldout_requests(valid, kind, fields, preset.previews) if kind != "labels" else []
+    reqs = common.heldout_requests(valid, kind, fields, preset.previews) if kind != "labels" else []
     gl = GriffinLimVocoder(GriffinLimConfig(mel=mel, n_iter=32))
 
     def preview(step, u, c):  # a few held-out captions, written to RUN/samples/step_N and TensorBoard

@@ -7,6 +7,9 @@ Fine-tune a pretrained model on your own sounds, in full or with LoRA adapters:
                (peft) on the attention projections (--lora-targets adds resnet convs / film), else every U-Net weight
   3. package   OUT/lora (the adapter alone, peft format, naming its base as NAME@hash) and OUT/model (a standalone
                model folder, the adapter merged)
+  4. evaluate  OUT/report.json + report.md: audioldm.evaluation.report on the held-out split for SRC and for the
+               fine-tuned model, with one judge (trained on the training split; --category COLUMN, default the
+               caption), so the two rows compare
 SRC is one of our model folders or a diffusers AudioLDM folder (converted in memory); nothing is written into SRC.
 Its conditioner, VAE, vocoder and noise schedule are kept. --resume skips finished stages and resumes training from
 its checkpoints; torchrun --nproc_per_node N runs the training on N processes.
@@ -35,9 +38,11 @@ from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
 from audioldm.training.distributed import init_distributed  # noqa: E402
 from audioldm.training.ldm_stage import LDMStage  # noqa: E402
 
-PRESETS = {  # lr for full fine-tuning / for LoRA
-    "tiny": {"steps": 100, "batch": 8, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 50},
-    "small": {"steps": 2000, "batch": 16, "lr": 2e-5, "lora_lr": 5e-4, "eval_every": 250},
+PRESETS = {  # lr for full fine-tuning / for LoRA; the evaluation's budget
+    "tiny": {"steps": 100, "batch": 8, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 50,
+             "judge_steps": 200, "per_condition": 2, "max_conditions": 8, "max_heldout": 64},
+    "small": {"steps": 1000, "batch": 16, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 250,
+              "judge_steps": 600, "per_condition": 4, "max_conditions": 16, "max_heldout": 200},
 }
 KEY = {"text": "caption", "labels": "labels", "both": "both"}
 
@@ -53,6 +58,8 @@ p.add_argument("--group-by", default=None)
 p.add_argument("--valid-fraction", type=float, default=0.1)
 p.add_argument("--name", default=None, help="the fine-tuned model's name (default: SRC name + data name)")
 p.add_argument("--licence", default=None)
+p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
+p.add_argument("--judge-steps", type=int, default=None, help="evaluation judge training steps (default: preset's)")
 p.add_argument("--device", default="auto")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--no-progress", action="store_true")
@@ -219,4 +226,34 @@ def package() -> dict:
 
 
 pk = done("package", package)
-print(json.dumps({"finetune": ft, "package": pk}, indent=2))
+
+
+# 4. the same evaluation for SRC and for the fine-tuned model
+def evaluate() -> dict:
+    from audioldm.config import save_json_atomic
+    from audioldm.evaluation.report import evaluate_model, report_table
+
+    fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
+    request = common.clip_request(kind, fields)
+    heldout = valid if kind == "labels" else [c for c in valid if c.caption]
+    if not heldout:
+        raise SystemExit("error: no held-out clip to evaluate on; add data or raise --valid-fraction")
+    category = (lambda c: str(c.labels.get(args.category))) if args.category else (lambda c: c.caption or "")
+    reps, lines = {}, []
+    for name, folder in (("source", src), ("fine-tuned", out / "model")):
+        reps[name] = evaluate_model(AudioLDM.from_pretrained(folder), train, heldout, category, request,
+                                    {request(c)[0] for c in train}, prep["clip_seconds"],
+                                    judge_steps=args.judge_steps or preset["judge_steps"],
+                                    per_condition=preset["per_condition"], max_conditions=preset["max_conditions"],
+                                    max_heldout=preset["max_heldout"], seed=args.seed)
+        lines += [f"## {name}: {folder.name}", "", report_table(reps[name]), ""]
+    save_json_atomic(out / "report.json", reps)
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines), file=sys.stderr)
+    gen = "generated (all held-out conditions)"
+    return {n: {"accuracy": r["rows"][gen]["accuracy"], "frechet": r["rows"][gen]["frechet_to_heldout_real"],
+                "spread_ratio": r["rows"][gen]["spread_ratio_to_real"]} for n, r in reps.items()}
+
+
+ev = done("evaluate", evaluate)
+print(json.dumps({"finetune": ft, "package": pk, "evaluate": ev}, indent=2))
