@@ -223,3 +223,32 @@ def test_lora_finetune_under_torchrun_matches_one_process(src, data, lora_run, t
     for (s, a), (_, b) in zip(one, two):
         assert abs(a - b) <= 1e-3 * abs(a), (s, a, b)
     assert (out / "lora" / "adapter_model.safetensors").is_file() and (out / "model" / "model_index.json").is_file()
+
+
+def test_diffusers_lora_layouts_read_to_the_same_update(tmp_path):
+    """peft-in-diffusers keys (unet.X.lora_A/B.weight) and the older attention-processor keys
+    (unet.X.processor.to_q_lora.down/up.weight) name the same modules as ours, with alpha / r scaling."""
+    from safetensors.torch import save_file
+
+    from audioldm.unet import UNET_PRESETS, UNet
+
+    unet = UNet(UNET_PRESETS["tiny"](cond_dim=32, context_dim=32))
+    attn = next(n for n, _ in unet.named_modules() if n.endswith("attn1"))
+    w = dict(unet.named_modules())[f"{attn}.to_q"].weight
+    torch.manual_seed(0)
+    a, b = torch.randn(2, w.shape[1]), torch.randn(w.shape[0], 2)
+    save_file({f"unet.{attn}.to_q.lora_A.weight": a, f"unet.{attn}.to_q.lora_B.weight": b,
+               f"unet.{attn}.to_q.alpha": torch.tensor(4.0)}, str(tmp_path / "new.safetensors"))
+    save_file({f"unet.{attn}.processor.to_q_lora.down.weight": a, f"unet.{attn}.processor.to_q_lora.up.weight": b,
+               f"unet.{attn}.processor.to_out_lora.down.weight": torch.randn(2, w.shape[0]),
+               f"unet.{attn}.processor.to_out_lora.up.weight": torch.randn(w.shape[0], 2)},
+              str(tmp_path / "old.safetensors"))
+    new, old = read_lora(tmp_path / "new.safetensors"), read_lora(tmp_path / "old.safetensors")
+    assert list(new.factors) == [f"{attn}.to_q"] and set(old.factors) == {f"{attn}.to_q", f"{attn}.to_out.0"}
+    torch.testing.assert_close(new.delta(f"{attn}.to_q"), 2.0 * (b @ a))  # alpha 4 / rank 2
+    torch.testing.assert_close(old.delta(f"{attn}.to_q"), b @ a)  # no alpha: scale 1
+    before = w.clone()
+    merge_lora(unet, old, 0.5)
+    torch.testing.assert_close(w, before + 0.5 * (b @ a))
+    unmerge_lora(unet, old, 0.5)
+    torch.testing.assert_close(w, before, atol=1e-6, rtol=0)
