@@ -166,6 +166,7 @@ def finetune() -> dict:
     cond = CachedConditioner(base.conditioner, condition_inputs(train), device=dev)
     cache_s = time.time() - t0
     unet = base.unet.train()
+    n_params = sum(q.numel() for q in unet.parameters())
     if args.lora_rank:
         add_lora(unet, args.lora_rank, args.lora_alpha, args.lora_targets)
     trainable = sum(q.numel() for q in unet.parameters() if q.requires_grad)
@@ -191,7 +192,7 @@ def finetune() -> dict:
             final.save_pretrained(run / "unet", overwrite=True)
         rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "lr": lr,
                "mode": f"lora r={args.lora_rank} {args.lora_targets}" if args.lora_rank else "full",
-               "trainable_params": trainable, "unet_params": sum(q.numel() for q in base.unet.parameters()),
+               "trainable_params": trainable, "unet_params": n_params,
                "cached_conditions": len(cond), "condition_cache_seconds": round(cache_s, 2)}
     return rec
 
