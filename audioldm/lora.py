@@ -102,7 +102,7 @@ def read_lora(path) -> Adapter:
     folder = path if path.is_dir() else path.parent
     wfile = path / ADAPTER_WEIGHTS if path.is_dir() else path
     if path.is_dir() and not wfile.is_file():
-        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        found = sorted(p.name for p in path.iterdir())
         raise LoraError(f"{path}: no {ADAPTER_WEIGHTS} (found {found[:8]})")
     if not wfile.is_file():
         raise LoraError(f"{path}: adapter not found")

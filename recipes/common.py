@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 RUN_FILE = "run.json"
@@ -94,6 +95,29 @@ def stage_done(out: Path, name: str) -> dict | None:
     """The record of a finished stage, or None."""
     p = Path(out) / "stages" / f"{name}.json"
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def barrier(info) -> None:
+    """Wait for every rank (``info``: audioldm.training.distributed.DistInfo); a no-op in one process."""
+    if info.enabled:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def run_stage(out: Path, name: str, make, info, everyone: bool = True):
+    """Run stage ``name`` (``make() -> record``, on every rank or on rank 0 only) unless its finished record exists
+    (--resume skips it); rank 0 marks it done. Returns the record, on every rank."""
+    rec = stage_done(out, name)
+    if rec is not None and info.is_main:
+        print(f"[{name}] finished earlier; skipped", file=sys.stderr)
+    if rec is None and (everyone or info.is_main):
+        rec = make()
+        if info.is_main:
+            mark_done(out, name, rec)
+            print(f"[{name}] {json.dumps(rec)}", file=sys.stderr)
+    barrier(info)
+    return stage_done(out, name)
 
 
 def mark_done(out: Path, name: str, record: dict) -> dict:

@@ -69,23 +69,8 @@ data = Path(args.data)
 mel = stages.MEL_FOR_RATE[args.sample_rate]
 
 
-def barrier():
-    if info.enabled and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
 def done(name, make, everyone=True):
-    """Run stage ``name`` (on every rank, or on rank 0 only) unless a finished record exists: --resume skips it."""
-    rec = common.stage_done(out, name)
-    if rec is not None and info.is_main:
-        print(f"[{name}] finished earlier; skipped", file=sys.stderr)
-    if rec is None and (everyone or info.is_main):
-        rec = make()
-        if info.is_main:
-            common.mark_done(out, name, rec)
-            print(f"[{name}] {json.dumps(rec)}", file=sys.stderr)
-    barrier()
-    return common.stage_done(out, name)
+    return common.run_stage(out, name, make, info, everyone)
 
 
 # 0. the run folder: refused when it holds another run (other data, preset, rate or conditioning) unless --overwrite
@@ -93,7 +78,7 @@ settings = {"data": str(data.resolve()), "data_fingerprint": common.data_fingerp
             "preset": args.preset, "sample_rate": args.sample_rate, "conditioning": args.conditioning, "text_encoder": args.text_encoder,
             "vae": args.vae, "group_by": args.group_by, "max_seconds": args.max_seconds}
 out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
-barrier()
+common.barrier(info)
 
 # 1. prepare
 vae_down = VAE_PRESETS[preset.vae]().downsample if args.vae is None else MelVAE.from_pretrained(args.vae).config \
@@ -135,7 +120,7 @@ else:
 
 # 3. U-Net
 ldm = done("ldm", lambda: stages.train_ldm(args, preset, vae_dir, train, valid, out / "ldm",
-                                           resume=(out / "ldm" / "checkpoints").is_dir()))
+                                           resume=(out / "ldm" / "checkpoints").is_dir(), device=info.device))
 if info.enabled:  # training is over: the other ranks leave, rank 0 packages, evaluates and exports alone
     torch.distributed.destroy_process_group()
 if not info.is_main:

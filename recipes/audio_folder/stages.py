@@ -74,10 +74,6 @@ MEL_FOR_RATE = {16000: MelConfig(), 44100: MelConfig(sample_rate=44100, n_fft=20
 NOT_LABELS = ("source", "group", "split", "duration", "slice")
 
 
-def _device(args) -> str:
-    return "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-
-
 def _progress(args):
     return None if args.no_progress else (lambda it: tqdm(it, desc="encode latents", file=sys.stderr))
 
@@ -138,7 +134,7 @@ def _pipeline(vae, unet, schedule, cond, vocoder, seconds, name="preview") -> Au
     return AudioLDM(vae, unet, schedule, cond, vocoder, GenerationDefaults(seconds, 25, 3.0, "dpmpp_2m"), name=name)
 
 
-def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resume: bool) -> dict:
+def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resume: bool, device=None) -> dict:
     from audioldm.export import save_spectrogram
     from audioldm.audio import save_audio
 
@@ -192,7 +188,7 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
 
     if not any(q.requires_grad for q in conditioner.parameters()):  # a frozen encoder: once per caption, not per step
         texts = sorted({t for c in train for t in (c.captions or [c.caption]) if t})
-        conditioner = CachedConditioner(conditioner, texts, device=_device(args))
+        conditioner = CachedConditioner(conditioner, texts, device=device)
     stage = LDMStage(LatentDiffusion(unet, schedule), conditioner, latents.scale_factor, key, 0.1,
                      valid=valid_lat, on_valid=on_valid, preview=preview)
     steps = args.steps or preset.unet_steps

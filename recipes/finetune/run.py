@@ -87,22 +87,8 @@ if args.conditioning and args.conditioning != kind:
                      f"keeps the source model's conditioner")
 
 
-def barrier():
-    if info.enabled and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
 def done(name, make, everyone=True):
-    rec = common.stage_done(out, name)
-    if rec is not None and info.is_main:
-        print(f"[{name}] finished earlier; skipped", file=sys.stderr)
-    if rec is None and (everyone or info.is_main):
-        rec = make()
-        if info.is_main:
-            common.mark_done(out, name, rec)
-            print(f"[{name}] {json.dumps(rec)}", file=sys.stderr)
-    barrier()
-    return common.stage_done(out, name)
+    return common.run_stage(out, name, make, info, everyone)
 
 
 base_id = portable_model_id(src)
@@ -110,7 +96,7 @@ settings = {"model": base_id, "data": str(data.resolve()), "data_fingerprint": c
             "preset": args.preset, "lora_rank": args.lora_rank, "lora_targets": sorted(args.lora_targets),
             "max_seconds": args.max_seconds, "group_by": args.group_by}
 out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
-barrier()
+common.barrier(info)
 
 # 1. prepare, at SRC's rate
 mel = base.mel_config
@@ -156,14 +142,13 @@ def condition_inputs(clips_) -> list:
 # 2. fine-tune
 def finetune() -> dict:
     run = out / "finetune"
-    dev = "cuda" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "cpu"
     for split, cl in (("train", train), ("valid", valid)):
         cache = run / f"latents_{split}.safetensors"
         if cl and not cache.exists() and info.is_main:
-            build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=dev)
-    barrier()
+            build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=info.device)
+    common.barrier(info)
     t0 = time.time()
-    cond = CachedConditioner(base.conditioner, condition_inputs(train), device=dev)
+    cond = CachedConditioner(base.conditioner, condition_inputs(train), device=info.device)
     cache_s = time.time() - t0
     unet = base.unet.train()
     n_params = sum(q.numel() for q in unet.parameters())
