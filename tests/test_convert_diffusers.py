@@ -31,7 +31,14 @@ def tiny_tokenizer():
                                                 pad_token="<pad>", unk_token="<unk>", model_max_length=16)
 
 
-def build_diffusers_folder(path, unet_kw):
+def tiny_clap_text_config(projection_dim: int):
+    return transformers.ClapTextConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=37, projection_dim=projection_dim, max_position_embeddings=40,
+                                       pad_token_id=1)
+
+
+def build_diffusers_folder(path, unet_kw, text=None):
+    """A tiny random diffusers AudioLDM folder at ``path`` (``text``: its CLAP text encoder, default a random one)."""
     torch.manual_seed(0)
     ucfg = UNET_PRESETS["tiny"](**unet_kw)
     unet = diffusers_unet(ucfg)
@@ -39,9 +46,7 @@ def build_diffusers_folder(path, unet_kw):
     vae = diffusers_vae(vcfg)
     vae.register_to_config(scaling_factor=0.7)
     vocoder = speecht5_hifigan(HIFIGAN_PRESETS["tiny"]())
-    text = transformers.ClapTextModelWithProjection(transformers.ClapTextConfig(
-        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-        projection_dim=ucfg.cond_dim, max_position_embeddings=40, pad_token_id=1))
+    text = text or transformers.ClapTextModelWithProjection(tiny_clap_text_config(ucfg.cond_dim))
     sched = diffusers.DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear",
                                     clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     with torch.no_grad():  # no zero-initialised layers: make every component's output depend on its weights

@@ -68,5 +68,5 @@ def test_clap_audio_embedder_offline(tmp_path):
     e = embed(mels)
     assert e.shape == (4, 16) and np.allclose(np.linalg.norm(e, axis=1), 1.0)
     assert not np.allclose(e[0], e[3])
-    with pytest.raises(FileNotFoundError, match="not a local transformers model folder"):
+    with pytest.raises(FileNotFoundError, match="not a local transformers ClapModel folder"):
         clap_audio_embedder(tmp_path / "nothing", MelConfig())

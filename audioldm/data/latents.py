@@ -20,32 +20,42 @@ __all__ = ["build_latent_cache", "LatentDataset", "collate_latents"]
 
 
 @torch.no_grad()
-def build_latent_cache(vae, dataset, path: str | Path, device="cpu", batch_size: int = 16, progress=None) -> Path:
+def build_latent_cache(vae, dataset, path: str | Path, device="cpu", batch_size: int = 16, progress=None,
+                       embed=None) -> Path:
     """Encode every item of a (fixed-crop) ClipDataset: writes ``mean``/``std`` [N, C, H, W] (float16) plus the rows'
-    captions and labels in the file's metadata. Written atomically."""
+    captions and labels in the file's metadata. With ``embed(wavs [B, T], sample_rate) -> [B, D]`` (e.g. the CLAP
+    audio tower: conditioning_clap.py) it also stores each clip's ``condition`` [N, D] (float32), and names the
+    embedder (``embed.name``) in the metadata. Written atomically."""
     path = Path(path)
     vae = vae.to(device).eval()
-    means, stds, rows = [], [], []
+    means, stds, rows, conds = [], [], [], []
     starts = range(0, len(dataset), batch_size)
     for s in (progress(starts) if progress else starts):
         items = [dataset[i] for i in range(s, min(len(dataset), s + batch_size))]
         post = vae.encode(torch.stack([it["mel"] for it in items]).to(device))
         means.append(post.mean.half().cpu())
         stds.append(post.std.half().cpu())
+        if embed is not None:
+            conds.append(embed(torch.stack([it["wav"] for it in items]), dataset.mel_config.sample_rate).float())
         for i, it in enumerate(items):
             clip = dataset.clips[s + i]
             rows.append({"path": clip.key, "caption": clip.caption, "captions": clip.captions, "labels": clip.labels})
     meta = {"rows": json.dumps(rows), "scale_factor": str(vae.config.scale_factor),
             "num_samples": str(dataset.num_samples), "mel": json.dumps(vae.config.mel.to_dict())}
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}
+    if embed is not None:
+        tensors["condition"] = torch.cat(conds).contiguous()
+        meta["condition"] = str(getattr(embed, "name", "embedding"))
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}, str(tmp), metadata=meta)
+    save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
     return path
 
 
 class LatentDataset(Dataset):
-    """Items ``{"mean": [C, H, W], "std": [C, H, W], "caption": str | None, "labels": dict}``; with ``random_caption``
+    """Items ``{"mean": [C, H, W], "std": [C, H, W], "caption": str | None, "labels": dict}`` (plus ``"condition"``
+    [D] when the cache stores per-clip embeddings; ``condition_name`` names their embedder); with ``random_caption``
     a phrasing is drawn per (seed, epoch, index)."""
 
     def __init__(self, path: str | Path, random_caption: bool = True, seed: int = 0):
@@ -56,6 +66,8 @@ class LatentDataset(Dataset):
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
                 self.mean, self.std = f.get_tensor("mean").float(), f.get_tensor("std").float()
+                self.condition = f.get_tensor("condition").float() if "condition" in f.keys() else None
+            self.condition_name = meta.get("condition")
             self.rows = json.loads(meta["rows"])
             self.scale_factor = float(meta["scale_factor"])
         except Exception as e:
@@ -76,9 +88,15 @@ class LatentDataset(Dataset):
         if self.random_caption and len(row["captions"]) > 1:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             caption = row["captions"][int(rng.integers(len(row["captions"])))]
-        return {"mean": self.mean[i], "std": self.std[i], "caption": caption, "labels": dict(row["labels"])}
+        item = {"mean": self.mean[i], "std": self.std[i], "caption": caption, "labels": dict(row["labels"])}
+        if self.condition is not None:
+            item["condition"] = self.condition[i]
+        return item
 
 
 def collate_latents(items: list[dict]) -> dict:
-    return {"mean": torch.stack([it["mean"] for it in items]), "std": torch.stack([it["std"] for it in items]),
-            "caption": [it["caption"] for it in items], "labels": [it["labels"] for it in items]}
+    out = {"mean": torch.stack([it["mean"] for it in items]), "std": torch.stack([it["std"] for it in items]),
+           "caption": [it["caption"] for it in items], "labels": [it["labels"] for it in items]}
+    if "condition" in items[0]:
+        out["condition"] = torch.stack([it["condition"] for it in items])
+    return out

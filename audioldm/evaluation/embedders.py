@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import resample
 from ..mel import MelConfig, griffin_lim
 
 __all__ = ["clap_audio_embedder"]
@@ -18,26 +17,20 @@ __all__ = ["clap_audio_embedder"]
 
 def clap_audio_embedder(folder: str | Path, mel_config: MelConfig, batch_size: int = 16):
     """The audio tower of a local transformers ``ClapModel`` folder (with its ``ClapFeatureExtractor``), projected
-    and unit-normalised as CLAP compares audio. Nothing is downloaded: ``folder`` must hold the files."""
-    import transformers
+    and unit-normalised as CLAP compares audio (the same embedder as CLAP audio conditioning:
+    :func:`audioldm.conditioning_clap.clap_audio_embedder`). Nothing is downloaded: ``folder`` must hold the files."""
+    from ..conditioning_clap import ClapError
+    from ..conditioning_clap import clap_audio_embedder as audio_embedder
 
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: not a local transformers model folder (no config.json)")
-    model = transformers.ClapModel.from_pretrained(str(folder)).eval()
-    fe = transformers.ClapFeatureExtractor.from_pretrained(str(folder))
+    try:
+        audio = audio_embedder(folder, batch_size=batch_size)
+    except ClapError as e:
+        raise FileNotFoundError(str(e)) from None
 
-    @torch.no_grad()
     def embed(mels: torch.Tensor) -> np.ndarray:
-        out = []
-        for s in range(0, len(mels), batch_size):
-            wavs = [resample(griffin_lim(m.float(), mel_config).numpy(), mel_config.sample_rate, fe.sampling_rate)
-                    for m in mels[s:s + batch_size]]
-            feats = fe(wavs, sampling_rate=fe.sampling_rate, return_tensors="pt")
-            e = model.get_audio_features(**feats)
-            e = e if torch.is_tensor(e) else e.pooler_output  # transformers 5 returns an output object
-            out.append(torch.nn.functional.normalize(e.float(), dim=-1).numpy())
+        out = [audio(torch.stack([griffin_lim(m.float(), mel_config) for m in mels[s:s + batch_size]]),
+                     mel_config.sample_rate).numpy() for s in range(0, len(mels), batch_size)]
         return np.concatenate(out).astype(np.float64)
 
-    embed.name = f"clap:{folder.name}"
+    embed.name = f"clap:{Path(folder).name}"
     return embed

@@ -19,7 +19,11 @@ from ..diffusion import LatentDiffusion
 from ..seeding import mix_seed, randn_per_sample
 from .trainer import Stage, StepContext, TrainConfig
 
-__all__ = ["LDMStage", "validation_loss", "drop_parts"]
+__all__ = ["LDMStage", "validation_loss", "drop_parts", "COND_KEYS"]
+
+# what the conditioner reads from a batch: captions, label dicts, both, or the per-clip embeddings of the latent cache
+# ("condition" [B, D], e.g. CLAP audio embeddings: conditioning_clap.py)
+COND_KEYS = ("labels", "caption", "both", "condition")
 
 
 class LDMStage(Stage):
@@ -28,8 +32,8 @@ class LDMStage(Stage):
     def __init__(self, diffusion: LatentDiffusion, conditioner, scale_factor: float, cond_key: str = "labels",
                  drop_prob: float = 0.1, weight_decay: float = 0.0, valid=None, on_valid=None, preview=None,
                  part_drop: float = 0.2):
-        if cond_key not in ("labels", "caption", "both"):
-            raise ValueError(f"cond_key must be 'labels', 'caption' or 'both', got {cond_key!r}")
+        if cond_key not in COND_KEYS:
+            raise ValueError(f"cond_key must be one of {', '.join(COND_KEYS)}, got {cond_key!r}")
         self.part_drop = part_drop  # "both": each part (caption, labels) is also dropped alone with this chance
         self.diffusion, self.conditioner = diffusion, conditioner
         self.scale, self.cond_key, self.drop_prob, self.wd = scale_factor, cond_key, drop_prob, weight_decay
@@ -69,9 +73,13 @@ class LDMStage(Stage):
         yield "unet", loss, {}
 
     def inputs(self, batch: dict, conditioner) -> list:
-        """The conditioner's inputs for a batch: captions, label dicts, or {"prompt", "labels"} pairs ("both")."""
-        if self.cond_key == "caption":
-            return batch["caption"]
+        """The conditioner's inputs for a batch: captions, label dicts, {"prompt", "labels"} pairs ("both"), or the
+        cached per-clip embeddings [B, D] ("condition")."""
+        if self.cond_key in ("caption", "condition"):
+            if self.cond_key == "condition" and "condition" not in batch:
+                raise ValueError("cond_key 'condition' needs a latent cache built with per-clip embeddings "
+                                 "(build_latent_cache(..., embed=...))")
+            return batch[self.cond_key]
         labels = batch["labels"]
         if hasattr(conditioner.config, "fields"):
             # manifests carry more columns than the model is conditioned on (family, program, ...): keep its fields

@@ -10,12 +10,17 @@ Fine-tune a pretrained model on your own sounds, in full or with LoRA adapters:
   4. evaluate  OUT/report.json + report.md: audioldm.evaluation.report on the held-out split for SRC and for the
                fine-tuned model, with one judge (trained on the training split; --category COLUMN, default the
                caption), so the two rows compare
+--conditioning clap-audio --clap FOLDER trains a CLAP-text model (e.g. AudioLDM) on uncaptioned clips: each clip's
+condition is its CLAP audio embedding (FOLDER: a local transformers ClapModel with both towers, whose text tower must
+be SRC's text encoder), cached with the latents; generation then reads SRC's CLAP text tower as before
+(audioldm/conditioning_clap.py documents unit norm and the null embedding).
 SRC is one of our model folders or a diffusers AudioLDM folder (converted in memory); nothing is written into SRC.
 Its conditioner, VAE, vocoder and noise schedule are kept. --resume skips finished stages and resumes training from
 its checkpoints; torchrun --nproc_per_node N runs the training on N processes.
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -44,10 +49,12 @@ PRESETS = {  # lr for full fine-tuning / for LoRA; the evaluation's budget
     "small": {"steps": 1000, "batch": 16, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 250,
               "judge_steps": 600, "per_condition": 4, "max_conditions": 16, "max_heldout": 200},
 }
-KEY = {"text": "caption", "labels": "labels", "both": "both"}
+KEY = {"text": "caption", "labels": "labels", "both": "both", "clap-audio": "condition"}
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
-common.add_common_args(p, PRESETS, conditioning=("text", "labels", "both"), default_conditioning=None)
+common.add_common_args(p, PRESETS, conditioning=("text", "labels", "both", "clap-audio"),
+                        default_conditioning=None)
+p.add_argument("--clap", default=None, help="--conditioning clap-audio: a local transformers ClapModel folder")
 p.add_argument("--model", required=True, help="the model to start from: our model folder or a diffusers AudioLDM one")
 p.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (default: full)")
 p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank, i.e. scale 1)")
@@ -82,9 +89,26 @@ def load_src() -> AudioLDM:
 
 base = load_src()
 kind = base.conditioning
-if args.conditioning and args.conditioning != kind:
+clap = args.conditioning == "clap-audio"
+if clap:
+    from audioldm.conditioning_clap import AudioEmbeddingConditioner, ClapError, check_text_tower, clap_audio_embedder
+    if not args.clap:
+        p.error("--conditioning clap-audio needs --clap FOLDER (a local transformers ClapModel with both towers)")
+    text_cfg = getattr(base.conditioner, "config", None)
+    if kind != "text" or getattr(text_cfg, "kind", None) != "clap" or text_cfg.tokens:
+        raise SystemExit(f"error: --conditioning clap-audio needs a model conditioned on the pooled CLAP text "
+                         f"embedding (as AudioLDM is); {src} is conditioned on {kind}"
+                         f"{' through ' + type(base.conditioner).__name__ if kind == 'text' else ''}")
+    try:
+        check_text_tower(args.clap, base.conditioner.model)
+    except ClapError as e:
+        raise SystemExit(f"error: {e}") from None
+elif args.clap:
+    p.error("--clap is only used with --conditioning clap-audio")
+elif args.conditioning and args.conditioning != kind:
     raise SystemExit(f"error: --conditioning {args.conditioning}, but {src} is conditioned on {kind}; fine-tuning "
                      f"keeps the source model's conditioner")
+key = KEY["clap-audio" if clap else kind]
 
 
 def done(name, make, everyone=True):
@@ -94,7 +118,8 @@ def done(name, make, everyone=True):
 base_id = portable_model_id(src)
 settings = {"model": base_id, "data": str(data.resolve()), "data_fingerprint": common.data_fingerprint(data, args.out),
             "preset": args.preset, "lora_rank": args.lora_rank, "lora_targets": sorted(args.lora_targets),
-            "max_seconds": args.max_seconds, "group_by": args.group_by}
+            "max_seconds": args.max_seconds, "group_by": args.group_by,
+            "conditioning": "clap-audio" if clap else kind, "clap": portable_model_id(args.clap) if clap else None}
 out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
 common.barrier(info)
 
@@ -103,7 +128,7 @@ mel = base.mel_config
 multiple = base.vae.config.downsample * base.unet.config.downsample
 pcfg = PrepareConfig(sample_rate=mel.sample_rate, max_seconds=args.max_seconds or base.defaults.duration,
                      group_by=args.group_by, valid_fraction=args.valid_fraction, latent_multiple_frames=multiple,
-                     hop_length=mel.hop_length, caption_required=kind != "labels")
+                     hop_length=mel.hop_length, caption_required=kind != "labels" and not clap)
 
 
 def prepare():
@@ -121,7 +146,7 @@ prep = done("prepare", prepare, everyone=False)
 clips = read_manifest(out / "data" / "manifest.jsonl")
 train = [c for c in clips if c.labels.get("split") == "train"]
 valid = [c for c in clips if c.labels.get("split") == "valid"]
-if kind != "labels" and not any(c.caption for c in train):
+if kind != "labels" and not clap and not any(c.caption for c in train):
     raise SystemExit(f"error: {data}: {src.name} is text-conditioned, but no training clip has a caption; give "
                      f"captions (a manifest column, NAME.txt or folder names) or use --conditioning clap-audio")
 
@@ -142,13 +167,20 @@ def condition_inputs(clips_) -> list:
 # 2. fine-tune
 def finetune() -> dict:
     run = out / "finetune"
+    t0 = time.time()
+    embed = None
     for split, cl in (("train", train), ("valid", valid)):
         cache = run / f"latents_{split}.safetensors"
         if cl and not cache.exists() and info.is_main:
-            build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=info.device)
+            if clap and embed is None:  # CLAP's audio tower, only to cache each clip's condition with its latents
+                embed = clap_audio_embedder(args.clap, device=info.device)
+            build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=info.device,
+                               embed=embed)
     common.barrier(info)
-    t0 = time.time()
-    cond = CachedConditioner(base.conditioner, condition_inputs(train), device=info.device)
+    if clap:  # the null condition: CLAP's text embedding of "" (SRC's own text tower, once)
+        cond = AudioEmbeddingConditioner(base.conditioner.null_condition(1)["pooled"].cpu())
+    else:
+        cond = CachedConditioner(base.conditioner, condition_inputs(train), device=info.device)
     cache_s = time.time() - t0
     unet = base.unet.train()
     n_params = sum(q.numel() for q in unet.parameters())
@@ -157,7 +189,7 @@ def finetune() -> dict:
     trainable = sum(q.numel() for q in unet.parameters() if q.requires_grad)
     latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)
     valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
-    stage = LDMStage(LatentDiffusion(unet, base.schedule), cond, latents.scale_factor, KEY[kind], 0.1,
+    stage = LDMStage(LatentDiffusion(unet, base.schedule), cond, latents.scale_factor, key, 0.1,
                      valid=valid_lat)
     steps = args.steps or preset["steps"]
     lr = args.lr or (preset["lora_lr"] if args.lora_rank else preset["lr"])
@@ -178,7 +210,9 @@ def finetune() -> dict:
         rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "lr": lr,
                "mode": f"lora r={args.lora_rank} {args.lora_targets}" if args.lora_rank else "full",
                "trainable_params": trainable, "unet_params": n_params,
-               "cached_conditions": len(cond), "condition_cache_seconds": round(cache_s, 2)}
+               "cached_conditions": len(latents) if clap else len(cond),
+               "conditions": f"clap-audio ({latents.condition_name})" if clap else kind,
+               "condition_cache_seconds": round(cache_s, 2)}
     return rec
 
 
@@ -222,13 +256,23 @@ def evaluate() -> dict:
     fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
     request = common.clip_request(kind, fields)
     heldout = valid if kind == "labels" else [c for c in valid if c.caption]
+    seen = {request(c)[0] for c in train}
+    if clap:  # training read no text, so every prompt is unseen; uncaptioned clips are prompted by their category
+        seen = set()
+        if not heldout and args.category:
+            heldout = [dataclasses.replace(c, caption=str(c.labels[args.category])) for c in valid
+                       if args.category in c.labels]
+        if not heldout:
+            print("[evaluate] skipped: no held-out clip has a caption to prompt with; give held-out captions or "
+                  "--category COLUMN (its values become the prompts)", file=sys.stderr)
+            return {"skipped": "no held-out captions or --category"}
     if not heldout:
         raise SystemExit("error: no held-out clip to evaluate on; add data or raise --valid-fraction")
     category = (lambda c: str(c.labels.get(args.category))) if args.category else (lambda c: c.caption or "")
     reps, lines = {}, []
     for name, folder in (("source", src), ("fine-tuned", out / "model")):
         reps[name] = evaluate_model(AudioLDM.from_pretrained(folder), train, heldout, category, request,
-                                    {request(c)[0] for c in train}, prep["clip_seconds"],
+                                    seen, prep["clip_seconds"],
                                     judge_steps=args.judge_steps or preset["judge_steps"],
                                     per_condition=preset["per_condition"], max_conditions=preset["max_conditions"],
                                     max_heldout=preset["max_heldout"], seed=args.seed)
