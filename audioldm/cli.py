@@ -128,12 +128,21 @@ def _cmd_export(args) -> int:
 def _cmd_convert(args) -> int:
     import torch
 
+    dtype = torch.float16 if args.fp16 else None
+    if args.to == "diffusers":  # ours (or anything from_pretrained reads) -> a diffusers AudioLDM folder
+        from .convert.to_diffusers import save_diffusers_audioldm
+        from .pipeline import AudioLDM
+
+        out = save_diffusers_audioldm(AudioLDM.from_pretrained(args.src), args.dst, overwrite=args.overwrite,
+                                      dtype=dtype)
+        print(f"wrote {out} (diffusers AudioLDMPipeline folder)", file=sys.stderr)
+        return 0
     from .convert.diffusers import convert_diffusers_folder, is_diffusers_folder
 
     if not is_diffusers_folder(args.src):
-        raise ValueError(f"{args.src}: not a diffusers AudioLDM folder (model_index.json with AudioLDMPipeline)")
-    out = convert_diffusers_folder(args.src, args.dst, overwrite=args.overwrite,
-                                   dtype=torch.float16 if args.fp16 else None)
+        raise ValueError(f"{args.src}: not a diffusers AudioLDM folder (model_index.json with AudioLDMPipeline); "
+                         f"to write one of our folders as diffusers, pass --to diffusers")
+    out = convert_diffusers_folder(args.src, args.dst, overwrite=args.overwrite, dtype=dtype)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -176,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", default="wav", choices=["wav", "flac"])
     _generation_args(exp)
     exp.set_defaults(func=_cmd_export)
-    conv = sub.add_parser("convert", help="write our model folder from a diffusers-format AudioLDM folder")
-    conv.add_argument("src")
-    conv.add_argument("dst")
+    conv = sub.add_parser("convert", help="diffusers AudioLDM folder -> our model folder, or back with --to diffusers")
+    conv.add_argument("src", help="the model to convert")
+    conv.add_argument("dst", help="the folder to write")
+    conv.add_argument("--to", default="ours", choices=["ours", "diffusers"],
+                      help="ours (default: SRC is a diffusers folder) or diffusers (SRC is an AudioLDM-shaped model)")
     conv.add_argument("--fp16", action="store_true", help="store float16 weights")
     conv.add_argument("--overwrite", action="store_true")
     conv.set_defaults(func=_cmd_convert)

@@ -140,3 +140,53 @@ def test_bad_diffusers_folders(folders, tmp_path):
     (bad / "scheduler" / "scheduler_config.json").write_text(json.dumps(cfg))
     with pytest.raises((PipelineError, WeightsError)):
         AudioLDM.from_pretrained(bad)
+
+
+def test_round_trip_to_diffusers(folders, tmp_path):
+    """A model changed here (a stand-in for fine-tuning) written back with `audioldm convert --to diffusers` runs in
+    diffusers' AudioLDMPipeline with our output, and imports back to the same weights and settings."""
+    from audioldm.cli import main
+
+    ref, d = folders
+    ours = AudioLDM.from_pretrained(d / "diffusers")
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(7)
+        for q in ours.unet.parameters():
+            q.add_(0.02 * torch.randn(q.shape, generator=g))
+    ours.save_pretrained(tmp_path / "tuned")
+    assert main(["convert", str(tmp_path / "tuned"), str(tmp_path / "back"), "--to", "diffusers"]) == 0
+    assert main(["convert", str(tmp_path / "tuned"), str(tmp_path / "back"), "--to", "diffusers"]) == 2  # exists
+    theirs = diffusers.AudioLDMPipeline.from_pretrained(tmp_path / "back")
+    prompts, seconds, steps, g = ["a dog barking", "rain on the roof"], 0.64, 6, 2.5
+    lat = torch.randn(2, *ours.latent_shape(64), generator=torch.Generator().manual_seed(3))
+    out = theirs(prompts, num_inference_steps=steps, guidance_scale=g, audio_length_in_s=seconds,
+                 latents=lat.clone(), output_type="np").audios
+    sig = ours.sampling_sigmas(steps)
+    z = ours.denoise_latents(lat * (1 + sig[0] ** 2) ** 0.5, sig, *ours.conditions(prompts, [None, None]), g, "ddim",
+                             [0, 1])
+    _, wav = ours.decode(z, 64, int(seconds * 16000))
+    np.testing.assert_allclose(wav.numpy(), out, atol=2e-4)
+    orig = ref(prompts, num_inference_steps=steps, guidance_scale=g, audio_length_in_s=seconds, latents=lat.clone(),
+               output_type="np").audios
+    assert np.abs(orig - out).max() > 1e-4 * np.abs(orig).max()  # the changed weights went out, not SRC's files
+    again = AudioLDM.from_pretrained(tmp_path / "back")
+    for name in ("unet", "vae", "vocoder", "conditioner"):
+        a, b = getattr(ours, name).state_dict(), getattr(again, name).state_dict()
+        assert a.keys() == b.keys(), name
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{name}.{k}"
+    assert again.schedule.config == ours.schedule.config and again.vae.config == ours.vae.config
+    assert again.defaults.duration == pytest.approx(ours.defaults.duration)
+    assert again.unet.config == ours.unet.config and again.mel_config == ours.mel_config
+
+
+def test_what_diffusers_cannot_express_is_refused(tmp_path, capsys):
+    from audioldm.cli import default_model, main
+    from audioldm.convert.to_diffusers import save_diffusers_audioldm
+
+    shipped = AudioLDM.from_pretrained(default_model())  # label-conditioned, normalised VAE input
+    with pytest.raises(WeightsError, match="cannot be written as a diffusers AudioLDM folder.*pooled CLAP text"):
+        save_diffusers_audioldm(shipped, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    assert main(["convert", default_model(), str(tmp_path / "y")]) == 2
+    assert "--to diffusers" in capsys.readouterr().err

@@ -106,6 +106,13 @@ def test_lora_finetune(src, lora_run):
     with torch.no_grad():
         torch.testing.assert_close(base.unet(x, t, c), merged.unet(x, t, c), atol=1e-5, rtol=0)
     base.unload_loras()
+    # the fine-tuned model goes back to diffusers (the round trip's parity: test_convert_diffusers.py)
+    from audioldm.cli import main
+    import diffusers
+    assert main(["convert", str(out / "model"), str(out / "diffusers"), "--to", "diffusers"]) == 0
+    theirs = diffusers.AudioLDMPipeline.from_pretrained(out / "diffusers")
+    for k, v in merged.unet.state_dict().items():
+        assert torch.equal(v, theirs.unet.state_dict()[k]), k
     fresh = AudioLDM.from_pretrained(src)
     for (k, v), w in zip(base.unet.state_dict().items(), fresh.unet.state_dict().values()):
         torch.testing.assert_close(v, w, atol=1e-6, rtol=0, msg=k)  # unmerged exactly
