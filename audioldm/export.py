@@ -18,6 +18,8 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["ExportError", "read_prompt_file", "sanitize_name", "export_samples", "write_gallery", "save_spectrogram"]
 
 RESERVED = ("prompt", "labels", "seed", "negative_prompt", "duration")

@@ -3,10 +3,9 @@ import torch
 
 from audioldm.data import ClipDataset, collate_clips, read_manifest
 from audioldm.evaluation import logmel_l1, mrstft_distance
-from audioldm.mel import MelConfig, MelFrontend
 from audioldm.training import TrainConfig, Trainer
 from audioldm.training.vocoder_stage import VocoderLossConfig, VocoderStage
-from audioldm.vocoders import GriffinLimVocoder, HiFiGAN, HIFIGAN_PRESETS, Vocos, build_vocoder, load_vocoder
+from audioldm.vocoders import GriffinLimVocoder, HiFiGAN, HIFIGAN_PRESETS, build_vocoder, load_vocoder
 from audioldm.vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from audioldm.vocoders.griffinlim import GriffinLimConfig
 from audioldm.vocoders.vocos import istft_frames

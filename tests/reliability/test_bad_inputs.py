@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from audioldm.audio import AudioError, load_audio
 from audioldm.config import load_config

@@ -4,7 +4,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, settings
