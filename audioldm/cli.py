@@ -137,12 +137,13 @@ def _cmd_convert(args) -> int:
                                       dtype=dtype)
         print(f"wrote {out} (diffusers AudioLDMPipeline folder)", file=sys.stderr)
         return 0
-    from .convert.diffusers import convert_diffusers_folder, is_diffusers_folder
+    from .convert.diffusers import is_diffusers_folder
+    from .pipeline import AudioLDM
 
     if not is_diffusers_folder(args.src):
         raise ValueError(f"{args.src}: not a diffusers AudioLDM folder (model_index.json with AudioLDMPipeline); "
                          f"to write one of our folders as diffusers, pass --to diffusers")
-    out = convert_diffusers_folder(args.src, args.dst, overwrite=args.overwrite, dtype=dtype)
+    out = AudioLDM.from_pretrained(args.src).save_pretrained(args.dst, overwrite=args.overwrite, dtype=dtype)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

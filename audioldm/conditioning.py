@@ -22,16 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConditionError, UnknownWordsWarning  # noqa: F401  (re-exported: they were defined here)
+
 __all__ = ["LabelField", "fields_from_labels", "LabelConditionerConfig", "LabelConditioner", "TextConditionerConfig", "TextConditioner",
            "ConditionError", "UnknownWordsWarning", "prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens", "WordTokenizer", "ByteTokenizer"]
-
-
-class ConditionError(ValueError):
-    """A label or prompt the conditioner cannot encode; the message lists what it knows."""
-
-
-class UnknownWordsWarning(UserWarning):
-    """A prompt to a learned word-level text encoder has words outside its vocabulary (they are dropped)."""
 
 
 def prompt_reports(conditioner, prompts: list[str], warn: bool = True) -> list[dict]:

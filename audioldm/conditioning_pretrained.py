@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import ConditionError
+from .errors import ConditionError
 
 __all__ = ["PretrainedTextConfig", "PretrainedTextConditioner"]
 

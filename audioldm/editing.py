@@ -8,6 +8,8 @@
 - :func:`super_resolve` — the same latent replacement over the mel bands below a cutoff; the output keeps the input's
   STFT below the cutoff and takes the generated one above it.
 
+:class:`EditingMethods` gives :class:`~audioldm.pipeline.AudioLDM` the three as methods.
+
 Inputs: a path (loaded and resampled to the model rate), or an array/tensor [T] or [B, T] at the model rate (or at
 ``sample_rate``, then resampled). One prompt/label dict applies to every row; a list gives one per row.
 """
@@ -19,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import __version__
 from .audio import AudioError, load_audio, resample
 from .mel import mel_filterbank
 from .seeding import mix_seed, randn_per_sample
+from .settings import GenerationResult
 
-__all__ = ["transform", "inpaint", "super_resolve", "splice_time", "splice_bands"]
+__all__ = ["transform", "inpaint", "super_resolve", "splice_time", "splice_bands", "EditingMethods"]
 
 
 def _input_audio(pipe, audio, sample_rate: int | None) -> torch.Tensor:
@@ -60,8 +64,6 @@ def _setup(pipe, audio, prompt, labels, sample_rate, steps, guidance, sampler, s
 
 
 def _result(pipe, wav_out, mel, z, prompts, labels, seeds, params):
-    from . import __version__
-    from .pipeline import GenerationResult
     params = {**params, "seeds": seeds, "model": pipe.name, "audioldm_version": __version__}
     return GenerationResult(wav_out.cpu().numpy().astype(np.float32), pipe.sample_rate, mel.cpu(), z.cpu(),
                             prompts, labels, seeds, params)
@@ -159,3 +161,19 @@ def super_resolve(pipe, audio, cutoff_hz: float = 4000.0, prompt=None, labels=No
     out = splice_bands(wav.to(gen.device), gen, cutoff_hz, pipe.sample_rate)
     return _result(pipe, out, mel, z, prompts, labels_, seeds,
                    {**s, "mode": "super_resolve", "cutoff_hz": cutoff_hz, "kept_latent_columns": int(m.sum())})
+
+
+class EditingMethods:
+    """``transform``, ``inpaint`` and ``super_resolve`` as methods of the pipeline class that inherits this."""
+
+    def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:
+        """SDEdit: noise the input's latents to ``strength`` of the schedule and denoise under the new condition."""
+        return transform(self, audio, prompt=prompt, labels=labels, strength=strength, **kw)
+
+    def inpaint(self, audio, start: float, end: float, prompt=None, labels=None, **kw) -> GenerationResult:
+        """Regenerate seconds [start, end) of ``audio`` in context; everything outside is kept sample-exact."""
+        return inpaint(self, audio, start, end, prompt=prompt, labels=labels, **kw)
+
+    def super_resolve(self, audio, cutoff_hz: float = 4000.0, prompt=None, labels=None, **kw) -> GenerationResult:
+        """Keep the input below ``cutoff_hz`` and generate the bands above it."""
+        return super_resolve(self, audio, cutoff_hz, prompt=prompt, labels=labels, **kw)

@@ -1,10 +1,8 @@
 """The inference object: :class:`AudioLDM` loads a model folder (``from_pretrained``), writes one
-(``save_pretrained``) and generates audio from prompts or labels (``generate``); audio-to-audio editing
-(``transform``, ``inpaint``, ``super_resolve``) lives in editing.py and is exposed here as methods.
-
-A model folder (../shared/DESIGN.md) is ``model_index.json`` + ``vae/``, ``unet/``, ``conditioner/``, ``vocoder/``,
-each a component folder (config.json + model.safetensors). ``model_index.json`` names the components and holds the
-toolkit version, the sample rate, the MelConfig, the noise schedule and the default generation settings.
+(``save_pretrained``) and generates audio from prompts or labels (``generate``). Around it: the folder format in
+model_folder.py, the diffusers import in convert/diffusers.py, request parsing in requests.py, settings, seeds and
+the result type in settings.py, and audio-to-audio editing (``transform``, ``inpaint``, ``super_resolve``) in
+editing.py, whose methods the class inherits.
 
 Precision: weights stay float32; ``dtype`` (bfloat16 / float16) is the autocast compute type of the U-Net and VAE
 (float16 only on CUDA/MPS). The mel front-end and the vocoder always run in float32.
@@ -12,67 +10,28 @@ Precision: weights stay float32; ``dtype`` (bfloat16 / float16) is the autocast 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .conditioner_io import load_conditioner, save_conditioner
-from .config import config_from_dict, config_to_dict
-from .diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
+from .diffusion import LatentDiffusion, NoiseSchedule
+from .editing import EditingMethods
+from .errors import PipelineError
 from .mel import MelConfig, MelFrontend
+from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
 from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
-from .sampling import SAMPLERS, guided, initial_noise, noise_sampler, sample
+from .sampling import guided, initial_noise, noise_sampler, sample
+from .settings import GenerationDefaults, GenerationResult, resolve_settings, seeds_for
 from .unet import UNet
 from .vae import MelVAE
-from .vocoders import load_vocoder
-from .weights import WeightsError, atomic_folder
+from .weights import WeightsError
 
-__all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError", "MODEL_INDEX"]
-
-MODEL_INDEX = "model_index.json"
-FORMAT_VERSION = 1  # model_index.json layout; 0 (no field) = folders written before it was recorded
-COMPONENTS = ("vae", "unet", "conditioner", "vocoder")
-MAX_DURATION = 600.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
-
-
-class PipelineError(ValueError):
-    """A model folder or a generation request that cannot be used; the message names the component/field."""
-
-
-@dataclass
-class GenerationDefaults:
-    """Settings ``generate`` uses when the caller leaves them out (stored in model_index.json)."""
-
-    duration: float = 1.28
-    steps: int = 25
-    guidance: float = 3.0
-    sampler: str = "dpmpp_2m"
-
-
-@dataclass
-class GenerationResult:
-    """``audio`` float32 [N, T] at ``sample_rate``; ``mels`` [N, n_mels, frames] and ``latents`` [N, C, H, W] (CPU
-    float32); per-sample ``prompts``, ``labels`` and ``seeds``; ``params``: every setting used."""
-
-    audio: np.ndarray
-    sample_rate: int
-    mels: torch.Tensor
-    latents: torch.Tensor
-    prompts: list
-    labels: list
-    seeds: list[int]
-    params: dict = field(default_factory=dict)
-    reads: list[dict] = field(default_factory=list)  # per sample, what the model read (conditioning.prompt_reports)
-
-    def __len__(self) -> int:
-        return len(self.audio)
+# re-exported: these lived here before model_folder.py, settings.py and errors.py
+__all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError", "MODEL_INDEX", "FORMAT_VERSION"]
 
 
 def _resolve_device(device) -> torch.device:
@@ -85,29 +44,7 @@ def _resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
-def _resolve_folder(path_or_id) -> Path:
-    """A local model folder, or a hub id fetched (safetensors and JSON only) through huggingface_hub."""
-    p = Path(path_or_id)
-    if p.exists():
-        if not p.is_dir():
-            raise PipelineError(f"{p}: expected a model folder (with {MODEL_INDEX}), got a file")
-        return p
-    s = str(path_or_id)
-    if s.count("/") != 1 or s.startswith((".", "/")) or os.sep in s.replace("/", ""):
-        raise PipelineError(f"{p}: model folder not found")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise PipelineError(f"{s}: no such folder, and huggingface_hub is not installed to fetch it as a hub id") \
-            from None
-    try:
-        return Path(snapshot_download(s, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
-    except Exception as e:  # offline, unknown repo, ...
-        raise PipelineError(f"{s}: not a local folder and could not be fetched from the hub ({type(e).__name__}: "
-                            f"{e})") from None
-
-
-class AudioLDM:
+class AudioLDM(EditingMethods):
     """VAE + conditional U-Net + noise schedule + conditioner + vocoder, ready to generate."""
 
     def __init__(self, vae: MelVAE, unet: UNet, schedule: NoiseSchedule, conditioner: torch.nn.Module,
@@ -207,70 +144,23 @@ class AudioLDM:
     # ---- folders ---------------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
-        """Load a model folder (or a hub id). ``device`` None = CPU, "auto" = CUDA/MPS when present."""
-        folder = _resolve_folder(path_or_id)
-        from .convert.diffusers import is_diffusers_folder, load_diffusers_audioldm
-        if is_diffusers_folder(folder):  # AudioLDM's public weights (diffusers format): convert on the fly
+        """Load a model folder (model_folder.py), a diffusers AudioLDM folder (converted on the fly) or a hub id.
+        ``device`` None = CPU, "auto" = CUDA/MPS when present."""
+        folder = resolve_folder(path_or_id)
+        from .convert.diffusers import diffusers_components, is_diffusers_folder
+        if is_diffusers_folder(folder):  # AudioLDM's public weights (diffusers format)
             try:
-                pipe = load_diffusers_audioldm(folder, name=str(path_or_id))
+                pipe = cls(**diffusers_components(folder), name=str(path_or_id))
             except (WeightsError, ValueError) as e:
                 raise PipelineError(str(e)) from None
-            return pipe.to(device if device is not None else "cpu", dtype)
-        index_path = folder / MODEL_INDEX
-        if not index_path.is_file():
-            raise PipelineError(f"{index_path}: missing; a model folder needs {MODEL_INDEX} + {', '.join(COMPONENTS)}")
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise PipelineError(f"{index_path}: invalid JSON ({e})") from None
-        if not isinstance(index, dict) or index.get("format") != "audioldm":
-            raise PipelineError(f"{index_path}: not an audioldm model index (\"format\" should be \"audioldm\")")
-        version = index.get("format_version", 0)  # 0: folders written before the field existed (same layout)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise PipelineError(f"{index_path}: format_version {version!r}; this audioldm ({__version__}) reads "
-                                f"versions 0-{FORMAT_VERSION}: upgrade audioldm to load it")
-        comps = index.get("components", {})
-        missing = [c for c in COMPONENTS if c not in comps]
-        if missing:
-            raise PipelineError(f"{index_path}: \"components\" lacks {missing}")
-        try:
-            vae = MelVAE.from_pretrained(folder / comps["vae"])
-            unet = UNet.from_pretrained(folder / comps["unet"])
-            conditioner = load_conditioner(folder / comps["conditioner"])
-            vocoder = load_vocoder(folder / comps["vocoder"])
-            schedule = NoiseSchedule(config_from_dict(ScheduleConfig, index.get("schedule", {}),
-                                                      f"{index_path} \"schedule\""))
-            defaults = config_from_dict(GenerationDefaults, index.get("defaults", {}), f"{index_path} \"defaults\"")
-            mel = config_from_dict(MelConfig, index.get("mel", {}), f"{index_path} \"mel\"")
-        except (WeightsError, ValueError) as e:
-            raise PipelineError(str(e)) from None
-        try:
-            mel.check_same(vae.mel_config, f"{MODEL_INDEX} and vae")
-        except ValueError as e:
-            raise PipelineError(f"{index_path}: {e}") from None
-        pipe = cls(vae, unet, schedule, conditioner, vocoder, defaults, name=index.get("name", folder.name),
-                   info=index.get("info") if isinstance(index.get("info"), dict) else None)
+        else:
+            pipe = cls(**read_model_folder(folder))
         return pipe.to(device if device is not None else "cpu", dtype)
 
     def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
-        """Write the model folder atomically (a temporary sibling folder renamed into place). ``dtype`` (e.g.
-        torch.float16) stores the VAE, U-Net and vocoder weights at that precision (they load back as float32)."""
-        with atomic_folder(path, overwrite) as tmp:
-            self.vae.save_pretrained(tmp / "vae", dtype=dtype)
-            self.unet.save_pretrained(tmp / "unet", dtype=dtype)
-            save_conditioner(tmp / "conditioner", self.conditioner, dtype=dtype)
-            if list(self.vocoder.parameters()):
-                self.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
-            else:  # Griffin-Lim: config only
-                self.vocoder.save_pretrained(tmp / "vocoder")
-            index = {"format": "audioldm", "format_version": FORMAT_VERSION, "audioldm_version": __version__,
-                     "name": self.name,
-                     "sample_rate": self.sample_rate, "conditioning": self.conditioning,
-                     "components": {c: c for c in COMPONENTS}, "mel": self.mel_config.to_dict(),
-                     "schedule": config_to_dict(self.schedule.config), "defaults": asdict(self.defaults),
-                     **({"info": self.info} if self.info else {})}
-            (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
-        return Path(path)
+        """Write the model folder atomically; ``dtype`` (e.g. torch.float16) stores the VAE, U-Net and vocoder
+        weights at that precision (they load back as float32)."""
+        return write_model_folder(path, self, overwrite, dtype)
 
     # ---- building blocks shared by generate and the editing modes ---------------------------------------------------
     def latent_shape(self, frames: int) -> tuple[int, int, int]:
@@ -338,34 +228,12 @@ class AudioLDM:
                 return self.vae.encode_latents(mel).float()
 
     def settings(self, duration, steps, guidance, sampler) -> dict:
-        """Validated generation settings, defaults filled in."""
-        d = self.defaults
-        s = {"duration": d.duration if duration is None else duration, "steps": d.steps if steps is None else steps,
-             "guidance": d.guidance if guidance is None else guidance, "sampler": sampler or d.sampler}
-        if not (isinstance(s["duration"], (int, float)) and np.isfinite(s["duration"]) and s["duration"] > 0):
-            raise PipelineError(f"duration must be a positive number of seconds, got {s['duration']!r}")
-        if s["duration"] > MAX_DURATION:
-            raise PipelineError(f"duration {s['duration']:g} s is longer than the {MAX_DURATION:g} s this pipeline "
-                                f"generates in one piece")
-        if not isinstance(s["steps"], int) or s["steps"] < 1:
-            raise PipelineError(f"steps must be a positive integer, got {s['steps']!r}")
-        if not (isinstance(s["guidance"], (int, float)) and np.isfinite(s["guidance"])):
-            raise PipelineError(f"guidance must be a finite number, got {s['guidance']!r}")
-        if s["sampler"] not in SAMPLERS:
-            raise PipelineError(f"unknown sampler {s['sampler']!r}; known: {sorted(SAMPLERS)}")
-        return s
+        """Validated generation settings, the model's defaults filled in (settings.py)."""
+        return resolve_settings(self.defaults, duration, steps, guidance, sampler)
 
     def seeds_for(self, seed, n: int) -> list[int]:
         """Per-sample seeds: an int gives seed, seed + 1, ...; a list is used as is; None draws one at random."""
-        if seed is None:
-            seed = int.from_bytes(os.urandom(4), "little")
-        if isinstance(seed, (list, tuple)):
-            if len(seed) != n or not all(isinstance(s, int) for s in seed):
-                raise PipelineError(f"seed: expected an int or a list of {n} ints, got {seed!r}")
-            return [int(s) for s in seed]
-        if not isinstance(seed, (int, np.integer)):
-            raise PipelineError(f"seed must be an int or a list of ints, got {seed!r}")
-        return [int(seed) + i for i in range(n)]
+        return seeds_for(seed, n)
 
     def progress_bar(self, total: int, progress: bool, desc: str):
         from tqdm import tqdm
@@ -402,19 +270,3 @@ class AudioLDM:
                   "negative_labels": negative_labels, "model": self.name, "audioldm_version": __version__}
         return GenerationResult(torch.cat(audio).numpy().astype(np.float32), self.sample_rate, torch.cat(mels),
                                 torch.cat(lats), prompts, label_list, seeds, params, reads)
-
-    # ---- audio to audio (editing.py) ------------------------------------------------------------------------------
-    def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:
-        """SDEdit: noise the input's latents to ``strength`` of the schedule and denoise under the new condition."""
-        from .editing import transform
-        return transform(self, audio, prompt=prompt, labels=labels, strength=strength, **kw)
-
-    def inpaint(self, audio, start: float, end: float, prompt=None, labels=None, **kw) -> GenerationResult:
-        """Regenerate seconds [start, end) of ``audio`` in context; everything outside is kept sample-exact."""
-        from .editing import inpaint
-        return inpaint(self, audio, start, end, prompt=prompt, labels=labels, **kw)
-
-    def super_resolve(self, audio, cutoff_hz: float = 4000.0, prompt=None, labels=None, **kw) -> GenerationResult:
-        """Keep the input below ``cutoff_hz`` and generate the bands above it."""
-        from .editing import super_resolve
-        return super_resolve(self, audio, cutoff_hz, prompt=prompt, labels=labels, **kw)

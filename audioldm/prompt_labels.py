@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import ConditionError
+
 __all__ = ["parse_prompt", "NOTE_OFFSETS", "STOP_WORDS"]
 
 NOTE_OFFSETS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
@@ -79,8 +81,6 @@ def _unknown_words(text: str, fields) -> list[str]:
 def parse_prompt(text: str, fields) -> dict:
     """``fields``: the conditioner's LabelField list. Returns {field name: value} for the fields the prompt names.
     A word that is neither known to a field nor in :data:`STOP_WORDS` is a ConditionError naming it."""
-    from .conditioning import ConditionError
-
     if not isinstance(text, str):
         raise ConditionError(f"prompts must be strings, got {text!r}")
     words = _words(text)

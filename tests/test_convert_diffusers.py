@@ -11,8 +11,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
-from audioldm.convert.diffusers import (convert_diffusers_folder, diffusers_unet, diffusers_vae,  # noqa: E402
-                                        speecht5_hifigan)
+from audioldm.convert.diffusers import diffusers_unet, diffusers_vae, speecht5_hifigan  # noqa: E402
 from audioldm.pipeline import AudioLDM, PipelineError  # noqa: E402
 from audioldm.unet import UNET_PRESETS  # noqa: E402
 from audioldm.vae import VAE_PRESETS  # noqa: E402
@@ -110,7 +109,9 @@ def test_whole_generation_matches_audioldm_pipeline(folders, tmp_path):
     assert out.shape == tuple(wav.shape)
     np.testing.assert_allclose(wav.numpy(), out, atol=2e-4)
     # the converted folder (our format) gives the same audio
-    conv = AudioLDM.from_pretrained(convert_diffusers_folder(d / "diffusers", tmp_path / "ours"))
+    from audioldm.cli import main
+    assert main(["convert", str(d / "diffusers"), str(tmp_path / "ours")]) == 0
+    conv = AudioLDM.from_pretrained(tmp_path / "ours")
     z2 = conv.denoise_latents(lat * (1 + sig[0] ** 2) ** 0.5, sig, *conv.conditions(
         ["a dog barking", "rain on the roof"], [None, None]), g, "ddim", [0, 1])
     torch.testing.assert_close(z2, z, atol=1e-5, rtol=0)

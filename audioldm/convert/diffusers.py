@@ -11,8 +11,7 @@ from ..unet import UNetConfig
 from ..vae import VAEConfig
 from ..vocoders.hifigan import HiFiGANConfig
 
-__all__ = ["diffusers_unet", "diffusers_vae", "speecht5_hifigan", "load_diffusers_audioldm", "convert_diffusers_folder",
-           "is_diffusers_folder", "load_mapped", "unet_config_from_diffusers", "vae_config_from_diffusers",
+__all__ = ["diffusers_unet", "diffusers_vae", "speecht5_hifigan", "diffusers_components", "is_diffusers_folder", "load_mapped", "unet_config_from_diffusers", "vae_config_from_diffusers",
            "hifigan_config_from_transformers", "schedule_from_diffusers"]
 
 
@@ -198,12 +197,14 @@ def is_diffusers_folder(folder) -> bool:
         return False
 
 
-def load_diffusers_audioldm(folder, name: str | None = None):
-    """Build an :class:`~audioldm.pipeline.AudioLDM` from a diffusers-format AudioLDM folder (AudioLDM-S/M/L,
-    full or v2): U-Net, VAE, SpeechT5HifiGan vocoder, CLAP text encoder + tokenizer and the scheduler config."""
+def diffusers_components(folder) -> dict:
+    """Our components from a diffusers-format AudioLDM folder (AudioLDM-S/M/L, full or v2): {"vae", "unet",
+    "schedule", "conditioner" (the CLAP text encoder + tokenizer), "vocoder" (SpeechT5HifiGan as our HiFiGAN),
+    "defaults"}, the keyword arguments of :class:`~audioldm.pipeline.AudioLDM` (which builds the model from them:
+    this module does not import the pipeline)."""
     from ..conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
     from ..diffusion import NoiseSchedule
-    from ..pipeline import AudioLDM, GenerationDefaults
+    from ..settings import GenerationDefaults
     from ..unet import UNet
     from ..vae import MelVAE
     from ..vocoders.hifigan import HiFiGAN
@@ -242,9 +243,5 @@ def load_diffusers_audioldm(folder, name: str | None = None):
     frames = (size[0] if isinstance(size, list) else size) * vae.config.downsample
     defaults = GenerationDefaults(duration=frames * vcfg.mel.hop_length / vcfg.mel.sample_rate, steps=50,
                                   guidance=2.5, sampler="ddim")
-    return AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=name or folder.name)
-
-
-def convert_diffusers_folder(src, dst, overwrite: bool = False, dtype=None) -> Path:
-    """Write our model folder at ``dst`` from a diffusers-format AudioLDM folder ``src``."""
-    return load_diffusers_audioldm(src).save_pretrained(dst, overwrite=overwrite, dtype=dtype)
+    return {"vae": vae, "unet": unet, "schedule": schedule, "conditioner": cond, "vocoder": vocoder,
+            "defaults": defaults}

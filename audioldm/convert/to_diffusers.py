@@ -1,6 +1,6 @@
 """Export: an AudioLDM-shaped model of ours (FiLM U-Net on the pooled CLAP text embedding, raw-log-mel VAE, HiFi-GAN
 vocoder, CLAP text encoder) written as a diffusers ``AudioLDMPipeline`` folder, so a model fine-tuned here runs in
-diffusers. The inverse of :func:`audioldm.convert.diffusers.load_diffusers_audioldm`; importing the written folder
+diffusers. The inverse of :func:`audioldm.convert.diffusers.diffusers_components`; importing the written folder
 gives back the same weights and configs.
 
 Only what a diffusers folder can express is exported; anything else is refused with the reason (a diffusers folder

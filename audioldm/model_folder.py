@@ -1,0 +1,116 @@
+"""Our model folder on disk (../shared/DESIGN.md): ``model_index.json`` + ``vae/``, ``unet/``, ``conditioner/``,
+``vocoder/``, each a component folder (config.json + model.safetensors). ``model_index.json`` names the components
+and holds the toolkit version, the format version, the sample rate, the MelConfig, the noise schedule and the default
+generation settings. Reading gives the pipeline's constructor arguments; writing is atomic. A hub id is fetched
+(safetensors and JSON only) through huggingface_hub."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .conditioner_io import load_conditioner, save_conditioner
+from .config import config_from_dict, config_to_dict
+from .diffusion import NoiseSchedule, ScheduleConfig
+from .errors import PipelineError
+from .mel import MelConfig
+from .settings import GenerationDefaults
+from .unet import UNet
+from .vae import MelVAE
+from .vocoders import load_vocoder
+from .weights import WeightsError, atomic_folder
+
+__all__ = ["MODEL_INDEX", "FORMAT_VERSION", "COMPONENTS", "resolve_folder", "read_model_folder",
+           "write_model_folder"]
+
+MODEL_INDEX = "model_index.json"
+FORMAT_VERSION = 1  # model_index.json layout; 0 (no field) = folders written before it was recorded
+COMPONENTS = ("vae", "unet", "conditioner", "vocoder")
+
+
+def resolve_folder(path_or_id) -> Path:
+    """A local model folder, or a hub id fetched (safetensors and JSON only) through huggingface_hub."""
+    p = Path(path_or_id)
+    if p.exists():
+        if not p.is_dir():
+            raise PipelineError(f"{p}: expected a model folder (with {MODEL_INDEX}), got a file")
+        return p
+    s = str(path_or_id)
+    if s.count("/") != 1 or s.startswith((".", "/")) or os.sep in s.replace("/", ""):
+        raise PipelineError(f"{p}: model folder not found")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise PipelineError(f"{s}: no such folder, and huggingface_hub is not installed to fetch it as a hub id") \
+            from None
+    try:
+        return Path(snapshot_download(s, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except Exception as e:  # offline, unknown repo, ...
+        raise PipelineError(f"{s}: not a local folder and could not be fetched from the hub ({type(e).__name__}: "
+                            f"{e})") from None
+
+
+def read_model_folder(folder: Path) -> dict:
+    """{"vae", "unet", "schedule", "conditioner", "vocoder", "defaults", "name", "info"} from one of our folders;
+    anything missing, malformed or of a newer format version is a PipelineError naming the file."""
+    index_path = folder / MODEL_INDEX
+    if not index_path.is_file():
+        raise PipelineError(f"{index_path}: missing; a model folder needs {MODEL_INDEX} + {', '.join(COMPONENTS)}")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PipelineError(f"{index_path}: invalid JSON ({e})") from None
+    if not isinstance(index, dict) or index.get("format") != "audioldm":
+        raise PipelineError(f"{index_path}: not an audioldm model index (\"format\" should be \"audioldm\")")
+    version = index.get("format_version", 0)  # 0: folders written before the field existed (same layout)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PipelineError(f"{index_path}: format_version {version!r}; this audioldm ({__version__}) reads "
+                            f"versions 0-{FORMAT_VERSION}: upgrade audioldm to load it")
+    comps = index.get("components", {})
+    missing = [c for c in COMPONENTS if c not in comps]
+    if missing:
+        raise PipelineError(f"{index_path}: \"components\" lacks {missing}")
+    try:
+        parts = {"vae": MelVAE.from_pretrained(folder / comps["vae"]),
+                 "unet": UNet.from_pretrained(folder / comps["unet"]),
+                 "conditioner": load_conditioner(folder / comps["conditioner"]),
+                 "vocoder": load_vocoder(folder / comps["vocoder"]),
+                 "schedule": NoiseSchedule(config_from_dict(ScheduleConfig, index.get("schedule", {}),
+                                                            f"{index_path} \"schedule\"")),
+                 "defaults": config_from_dict(GenerationDefaults, index.get("defaults", {}),
+                                              f"{index_path} \"defaults\"")}
+        mel = config_from_dict(MelConfig, index.get("mel", {}), f"{index_path} \"mel\"")
+    except (WeightsError, ValueError) as e:
+        raise PipelineError(str(e)) from None
+    try:
+        mel.check_same(parts["vae"].mel_config, f"{MODEL_INDEX} and vae")
+    except ValueError as e:
+        raise PipelineError(f"{index_path}: {e}") from None
+    info = index.get("info")
+    return {**parts, "name": index.get("name", folder.name), "info": info if isinstance(info, dict) else None}
+
+
+def write_model_folder(path, model, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` (an :class:`~audioldm.pipeline.AudioLDM`) as a model folder atomically (a temporary sibling
+    folder renamed into place). ``dtype`` (e.g. torch.float16) stores the VAE, U-Net and vocoder weights at that
+    precision (they load back as float32)."""
+    with atomic_folder(path, overwrite) as tmp:
+        model.vae.save_pretrained(tmp / "vae", dtype=dtype)
+        model.unet.save_pretrained(tmp / "unet", dtype=dtype)
+        save_conditioner(tmp / "conditioner", model.conditioner, dtype=dtype)
+        if list(model.vocoder.parameters()):
+            model.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
+        else:  # Griffin-Lim: config only
+            model.vocoder.save_pretrained(tmp / "vocoder")
+        index = {"format": "audioldm", "format_version": FORMAT_VERSION, "audioldm_version": __version__,
+                 "name": model.name, "sample_rate": model.sample_rate, "conditioning": model.conditioning,
+                 "components": {c: c for c in COMPONENTS}, "mel": model.mel_config.to_dict(),
+                 "schedule": config_to_dict(model.schedule.config), "defaults": asdict(model.defaults),
+                 **({"info": model.info} if model.info else {})}
+        (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    return Path(path)
