@@ -157,3 +157,21 @@ def test_bad_config_and_data_errors(tmp_path):
         Trainer(TrainConfig(run_dir=str(tmp_path / "x"), batch_size=128), ToyStage(), Toy(), collate)
     with pytest.raises(ValueError, match="divisible"):
         Trainer(TrainConfig(run_dir=str(tmp_path / "x"), batch_size=9, grad_accum=2), ToyStage(), Toy(), collate)
+
+
+def test_amp_switch_reaches_the_step_context(tmp_path):
+    """TrainConfig.amp decides whether the stage runs under bf16 autocast on CUDA (never on CPU)."""
+    import contextlib
+
+    from audioldm.training.distributed import DistInfo
+    from audioldm.training.trainer import StepContext
+
+    def ctx(device, amp):
+        return StepContext(0, 0, 0, torch.device(device), DistInfo(), {}, None, amp)
+    assert isinstance(ctx("cpu", True).autocast, contextlib.nullcontext)
+    assert isinstance(ctx("cuda", False).autocast, contextlib.nullcontext)
+    on = ctx("cuda", True).autocast
+    assert isinstance(on, torch.autocast) and on.fast_dtype == torch.bfloat16
+    for amp in (True, False):
+        cfg = TrainConfig(run_dir=str(tmp_path / f"amp{amp}"), max_steps=1, amp=amp, device="cpu")
+        assert Trainer(cfg, ToyStage(), Toy(), collate).context().amp is amp

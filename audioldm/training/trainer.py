@@ -95,6 +95,7 @@ class StepContext:
     info: DistInfo
     ema: dict  # name -> EMA copy (eval mode), empty when disabled
     logger: RunLogger | None = None
+    amp: bool = True  # TrainConfig.amp: bf16 autocast on CUDA
 
     def randn(self, batch: dict, shape, salt: int = 0) -> torch.Tensor:
         """Noise [B, *shape] where row k depends only on (seed, epoch, dataset index of sample k, salt)."""
@@ -103,7 +104,8 @@ class StepContext:
 
     @property
     def autocast(self):
-        if self.device.type == "cuda":
+        """bf16 autocast for the stage's forward passes on CUDA when ``amp``; a no-op otherwise (CPU, amp off)."""
+        if self.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -195,7 +197,8 @@ class Trainer:
             log.info(msg)
 
     def context(self) -> StepContext:
-        return StepContext(self.step, self.epoch, self.cfg.seed, self.device, self.info, self.ema, self.logger)
+        return StepContext(self.step, self.epoch, self.cfg.seed, self.device, self.info, self.ema, self.logger,
+                           self.cfg.amp)
 
     def _update_ema(self):
         d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
