@@ -244,6 +244,12 @@ class UNet(nn.Module):
         self.conv_norm_out = group_norm(chs[0], c.norm_groups, eps=1e-5)
         self.conv_out = nn.Conv2d(chs[0], c.out_channels, 3, padding=1)
 
+    def fsdp_units(self) -> list[nn.Module]:
+        """The blocks forward() calls one by one (every ResNet and attention block): FSDP2's sharding units, each
+        gathered just before it runs (training/distributed.py)."""
+        blocks = [*self.down_blocks, self.mid_block, *self.up_blocks]
+        return [m for b in blocks for m in (*b.resnets, *b.attentions)]
+
     def _run(self, fn, *args):
         if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(fn, *args, use_reentrant=False)

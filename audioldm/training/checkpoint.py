@@ -26,9 +26,22 @@ log = logging.getLogger("audioldm.train")
 REQUIRED_FILES = ("models.safetensors", "optimizers.safetensors", "optimizers.json", "trainer_state.json")
 
 
+def _full(v: torch.Tensor) -> torch.Tensor:
+    """A full CPU tensor; an FSDP2 shard (DTensor) is gathered first, which every rank must call."""
+    v = v.full_tensor() if hasattr(v, "full_tensor") else v
+    return v.detach().cpu().contiguous()
+
+
+def _like(full: torch.Tensor, target):
+    """``full`` laid out as ``target``: an FSDP2 DTensor gets this rank's shard (every rank must call)."""
+    if hasattr(target, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+        return distribute_tensor(full.to(target.device, target.dtype), target.device_mesh, target.placements)
+    return full
+
+
 def _flat(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items()
-            for k, v in m.state_dict().items()}
+    return {f"{name}.{k}": _full(v) for name, m in modules.items() for k, v in m.state_dict().items()}
 
 
 def _optimizer_state(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict]:
@@ -39,18 +52,25 @@ def _optimizer_state(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict
         for idx, st in sd["state"].items():
             for k, v in st.items():
                 if torch.is_tensor(v):
-                    tensors[f"{name}.{idx}.{k}"] = v.detach().cpu().contiguous()
+                    tensors[f"{name}.{idx}.{k}"] = _full(v)
                 else:
                     scalars.setdefault(str(idx), {})[k] = v
         meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
     return tensors, meta
 
 
-def save_checkpoint(run_dir: Path, step: int, modules, ema, optimizers, state: dict, keep_last: int) -> Path:
-    """Write a complete checkpoint atomically and prune older ones (keeping ``keep_last``)."""
+def save_checkpoint(run_dir: Path, step: int, modules, ema, optimizers, state: dict, keep_last: int,
+                    write: bool = True) -> Path:
+    """Write a complete checkpoint atomically and prune older ones (keeping ``keep_last``). Sharded (FSDP2) weights
+    and optimizer state are gathered into full tensors: then every rank calls this, and only the one with ``write``
+    writes."""
     ckdir = Path(run_dir) / "checkpoints"
-    ckdir.mkdir(parents=True, exist_ok=True)
     final = ckdir / f"step_{step:08d}"
+    if not write:
+        _flat(modules)
+        _optimizer_state(optimizers)
+        return final
+    ckdir.mkdir(parents=True, exist_ok=True)
     tmp = ckdir / f".tmp-step_{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -124,11 +144,14 @@ def _unflat(flat: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]
 
 
 def load_checkpoint(folder: Path, modules, ema, optimizers) -> dict:
-    """Load weights, EMA and optimizer state in place; returns trainer_state.json's contents."""
+    """Load weights, EMA and optimizer state in place (into FSDP2 shards too: every rank calls this); returns
+    trainer_state.json's contents."""
     folder = Path(folder)
     flat = read_safetensors(folder / "models.safetensors")
     for name, m in modules.items():
-        load_state_dict_checked(m, _unflat(flat, name), f"{folder / 'models.safetensors'} [{name}]")
+        sd, own = _unflat(flat, name), m.state_dict()
+        sd = {k: _like(v, own[k]) if k in own else v for k, v in sd.items()}
+        load_state_dict_checked(m, sd, f"{folder / 'models.safetensors'} [{name}]")
     if ema:
         if not (folder / "ema.safetensors").is_file():
             raise WeightsError(f"{folder}: no ema.safetensors, but this run keeps an EMA")
@@ -141,10 +164,12 @@ def load_checkpoint(folder: Path, modules, ema, optimizers) -> dict:
         if name not in meta:
             raise WeightsError(f"{folder / 'optimizers.json'}: no state for optimizer {name!r}")
         state = {}
+        params = [p for g in opt.param_groups for p in g["params"]]  # state index -> parameter, in order
         for key, v in tensors.items():
             oname, idx, k = key.split(".", 2)
             if oname == name:
-                state.setdefault(int(idx), {})[k] = v
+                i = int(idx)
+                state.setdefault(i, {})[k] = _like(v, params[i]) if i < len(params) and v.dim() else v
         for idx, sc in meta[name]["scalars"].items():
             state.setdefault(int(idx), {}).update(sc)
         opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})

@@ -1,6 +1,15 @@
-"""Process-group setup for `torchrun` (gloo on CPU, nccl on CUDA), gradient averaging, and a batch sampler that shards
-each global batch across ranks and accumulation steps so that any (world size x accumulation) layout sees exactly the
-same samples per optimizer step as a single process."""
+"""Process-group setup for `torchrun` (gloo on CPU, nccl on CUDA), torch's data-parallel engine around the trained
+modules (:func:`wrap_modules`: DistributedDataParallel, bucketed and overlapped with backward; or FSDP2's
+``fully_shard``), and a batch sampler that shards each global batch across ranks and accumulation steps so that any
+(world size x accumulation) layout sees exactly the same samples per optimizer step as a single process.
+
+DDP settings, and why: ``find_unused_parameters=False`` and ``static_graph=False``. Every parameter of a wrapped
+module gets a gradient in every backward that passes through its wrapper: a stage calls the *unwrapped* module for
+passes whose gradient must not reach it (a GAN's discriminator inside the generator's loss, whose backward is limited
+to the generator's parameters by ``backward(inputs=...)``), so no reducer ever waits for a gradient that will not
+come and nothing needs the per-step graph search of ``find_unused_parameters``. The graph is not static (the
+discriminators join at ``disc_start``; a frozen or LoRA U-Net trains a subset), so ``static_graph`` is off; the
+U-Net's activation checkpointing is non-reentrant, which DDP supports without it."""
 
 from __future__ import annotations
 
@@ -9,9 +18,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from contextlib import ExitStack, contextmanager
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_mean", "average_gradients", "StepBatchSampler"]
+__all__ = ["DistInfo", "init_distributed", "all_reduce_mean", "wrap_modules", "no_sync", "StepBatchSampler",
+           "PARALLEL_MODES"]
+
+PARALLEL_MODES = ("ddp", "fsdp")
 
 
 @dataclass
@@ -53,18 +65,61 @@ def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
-def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
-    """Average .grad over ranks with one coalesced all-reduce (params without a grad are skipped on every rank)."""
+def wrap_modules(modules: dict, info: DistInfo, mode: str = "ddp") -> dict:
+    """The modules to call in training steps: unchanged in one process; across processes each module with trainable
+    parameters in DistributedDataParallel ("ddp", module weights broadcast from rank 0) or sharded in place by FSDP2's
+    ``fully_shard`` ("fsdp": the module's ``fsdp_units()`` or its direct children holding parameters are units, then
+the root). Modules without
+    trainable parameters get rank 0's weights."""
+    if mode not in PARALLEL_MODES:
+        raise ValueError(f"parallel mode must be one of {PARALLEL_MODES}, got {mode!r}")
     if not info.enabled:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = _flatten_dense_tensors(grads)
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= info.world_size
-    for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-        g.copy_(synced)
+        return dict(modules)
+    out = {}
+    for name, m in modules.items():
+        if not any(p.requires_grad for p in m.parameters()):
+            for t in list(m.parameters()) + list(m.buffers()):
+                dist.broadcast(t.data, 0)
+            out[name] = m
+        elif mode == "ddp":
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [info.device] if info.device.type == "cuda" else None
+            out[name] = DDP(m, device_ids=ids, find_unused_parameters=False, static_graph=False)
+        else:
+            from torch.distributed.fsdp import fully_shard
+            for unit in _shard_units(m):
+                fully_shard(unit)
+            out[name] = fully_shard(m)
+    return out
+
+
+def _shard_units(m: torch.nn.Module) -> list:
+    """FSDP units below the root: the module's own ``fsdp_units()`` when it has one (the U-Net's blocks), else its
+    direct children with trainable parameters, a ModuleList / ModuleDict's items in place of the container
+    (fully_shard needs a module whose forward is called)."""
+    if hasattr(m, "fsdp_units"):
+        return [u for u in m.fsdp_units() if any(p.requires_grad for p in u.parameters())]
+    units = []
+    for child in m.children():
+        items = child.values() if isinstance(child, torch.nn.ModuleDict) else (
+            list(child) if isinstance(child, torch.nn.ModuleList) else [child])
+        units += [u for u in items if any(p.requires_grad for p in u.parameters())]
+    return units
+
+
+@contextmanager
+def no_sync(wrapped: dict, active: bool = True):
+    """While ``active``: no gradient all-reduce in the wrapped modules' backward (accumulation micro-batches before
+    the last one); the last micro-batch's backward then reduces the accumulated gradients once."""
+    with ExitStack() as stack:
+        if active:
+            for m in wrapped.values():
+                if hasattr(m, "no_sync"):  # DDP
+                    stack.enter_context(m.no_sync())
+                elif hasattr(m, "set_requires_gradient_sync"):  # FSDP2
+                    m.set_requires_gradient_sync(False)
+                    stack.callback(m.set_requires_gradient_sync, True)
+        yield
 
 
 class StepBatchSampler:

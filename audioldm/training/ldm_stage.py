@@ -57,19 +57,21 @@ class LDMStage(Stage):
 
     def train_step(self, batch: dict, ctx: StepContext):
         self.conditioner.to(ctx.device)
+        net = ctx.modules.get("unet", self.diffusion.net)  # DDP-wrapped under torchrun: gradients synced in backward
+        encode = ctx.modules.get("conditioner", self.conditioner)
         mean, std = batch["mean"], batch["std"]
         shape = mean.shape[1:]
         z = self.scale * (mean + std * ctx.randn(batch, shape, salt=1))
         inputs = self.inputs(batch, self.conditioner)
         if self.cond_key == "both":
             inputs = drop_parts(inputs, batch["index"], ctx.seed, ctx.epoch, self.part_drop)
-        cond = self.conditioner(inputs)
+        cond = encode(inputs)
         drop = torch.tensor([random.Random(mix_seed(ctx.seed, ctx.epoch, int(i), 2)).random() < self.drop_prob
                              for i in batch["index"]], device=ctx.device)
         cond = drop_conditions(cond, self.conditioner.null_condition(len(drop)), drop)
         T = self.diffusion.schedule.num_train_timesteps
         t = torch.tensor([mix_seed(ctx.seed, ctx.epoch, int(i), 3) % T for i in batch["index"]], device=ctx.device)
-        loss = self.diffusion.loss(z, cond, noise=ctx.randn(batch, shape, salt=4), t=t)
+        loss = LatentDiffusion(net, self.diffusion.schedule).loss(z, cond, noise=ctx.randn(batch, shape, salt=4), t=t)
         yield "unet", loss, {}
 
     def inputs(self, batch: dict, conditioner) -> list:

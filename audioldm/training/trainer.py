@@ -3,7 +3,9 @@
 A stage (:class:`Stage`) supplies its modules, optimizers, a step function and an eval hook. The step function is a
 generator that yields ``(optimizer_name, loss, logs)``; the trainer back-propagates each loss into that optimizer's
 parameters only (so a GAN's generator loss never leaks gradients into its discriminator), accumulates over
-micro-batches, averages gradients over ranks, clips, steps, and updates the EMA.
+micro-batches, clips, steps, and updates the EMA. Across processes the stage calls the modules of
+``ctx.modules``, which torch's engine wraps (distributed.py: DistributedDataParallel, or FSDP2), so gradients are
+averaged over ranks during backward, bucketed and overlapped with it, once per optimizer step.
 
 Also here: `torchrun` data parallelism (gloo on CPU, nccl on CUDA) with per-rank sharding, bf16 autocast on CUDA,
 warmup + cosine LR, atomic checkpoints every N steps and at the end (keeping the last K), ``resume``, NaN/Inf steps
@@ -20,7 +22,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import config_to_dict
 from ..seeding import mix_seed, randn_per_sample
 from .checkpoint import find_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint
-from .distributed import DistInfo, StepBatchSampler, all_reduce_mean, average_gradients, init_distributed
+from .distributed import PARALLEL_MODES, DistInfo, StepBatchSampler, all_reduce_mean, init_distributed, no_sync, \
+    wrap_modules
 from .logger import RunLogger
 
 __all__ = ["TrainConfig", "Stage", "StepContext", "Trainer", "TrainingDiverged", "lr_factor"]
@@ -61,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    parallel: str = "ddp"  # under torchrun: "ddp" (DistributedDataParallel) or "fsdp" (FSDP2 fully_shard)
     device: str = "auto"
     max_nan_streak: int = 10
     resume: bool = False
@@ -73,6 +77,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{k} must be positive, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
+        if self.parallel not in PARALLEL_MODES:
+            raise ValueError(f"TrainConfig.parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -96,6 +102,7 @@ class StepContext:
     ema: dict  # name -> EMA copy (eval mode), empty when disabled
     logger: RunLogger | None = None
     amp: bool = True  # TrainConfig.amp: bf16 autocast on CUDA
+    modules: dict = field(default_factory=dict)  # name -> the module to call in train_step (DDP-wrapped under torchrun)
 
     def randn(self, batch: dict, shape, salt: int = 0) -> torch.Tensor:
         """Noise [B, *shape] where row k depends only on (seed, epoch, dataset index of sample k, salt)."""
@@ -171,19 +178,24 @@ class Trainer:
                                  collate_fn=_IndexedCollate(collate_fn), num_workers=cfg.num_workers,
                                  pin_memory=self.device.type == "cuda")
         self.modules = {k: m.to(self.device) for k, m in stage.modules().items()}
-        if self.info.enabled:  # identical start on every rank
-            for m in self.modules.values():
-                for t in list(m.parameters()) + list(m.buffers()):
-                    torch.distributed.broadcast(t.data, 0)
-        self.optimizers = stage.optimizers(cfg)
-        self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
-        self.params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
-        self.ema = {}
+        self.ema = {}  # full (unsharded) copies, made before any sharding
         if cfg.ema_decay > 0:
             for name in stage.ema_modules():
                 e = copy.deepcopy(self.modules[name]).eval()
                 e.requires_grad_(False)
                 self.ema[name] = e
+        # torch's engine across processes: identical start from rank 0, gradients all-reduced during backward
+        self.fsdp = self.info.enabled and cfg.parallel == "fsdp"
+        self.wrapped = wrap_modules(self.modules, self.info, cfg.parallel)
+        self.optimizers = stage.optimizers(cfg)  # after sharding: FSDP2 replaces the parameters by shards
+        if self.fsdp and len(self.optimizers) != 1:
+            raise ValueError(f"parallel='fsdp' trains stages with one optimizer (the U-Net); {stage.name} has "
+                             f"{sorted(self.optimizers)}: train it with parallel='ddp'")
+        if self.fsdp and not self.ema:
+            raise ValueError("parallel='fsdp' needs an EMA (ema_decay > 0): the EMA is the full copy of the weights "
+                             "that evaluation and the saved model read, on the main process alone")
+        self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
+        self.params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
         self.logger = RunLogger(self.run_dir, self.info.is_main, cfg.tensorboard, echo=self._echo)
         self.step = self.epoch = self.step_in_epoch = 0
         self.nan_streak = self.nan_total = 0
@@ -198,7 +210,7 @@ class Trainer:
 
     def context(self) -> StepContext:
         return StepContext(self.step, self.epoch, self.cfg.seed, self.device, self.info, self.ema, self.logger,
-                           self.cfg.amp)
+                           self.cfg.amp, self.wrapped)
 
     def _update_ema(self):
         d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
@@ -206,7 +218,8 @@ class Trainer:
             src = self.modules[name]
             with torch.no_grad():
                 for pe, p in zip(e.parameters(), src.parameters()):
-                    pe.lerp_(p.detach(), 1 - d)
+                    full = p.full_tensor() if hasattr(p, "full_tensor") else p  # FSDP2 shard: gathered (all ranks)
+                    pe.lerp_(full.detach(), 1 - d)
                 for be, b in zip(e.buffers(), src.buffers()):
                     be.copy_(b)
 
@@ -216,10 +229,11 @@ class Trainer:
                 "stage": self.stage.name, "config": config_to_dict(self.cfg)}
 
     def save(self):
-        if self.info.is_main:
+        if self.info.is_main or self.fsdp:  # FSDP2: every rank takes part in gathering the shards
             path = save_checkpoint(self.run_dir, self.step, self.modules, self.ema, self.optimizers, self._state(),
-                                   self.cfg.keep_last)
-            self._echo(f"saved checkpoint {path}")
+                                   self.cfg.keep_last, write=self.info.is_main)
+            if self.info.is_main:
+                self._echo(f"saved checkpoint {path}")
         if self.info.enabled:
             torch.distributed.barrier()
 
@@ -252,12 +266,14 @@ class Trainer:
         finite = torch.ones((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
         accum = len(micro_batches)
-        for mb in micro_batches:
+        for j, mb in enumerate(micro_batches):
             mb = _to(mb, self.device)
-            with ctx.autocast:
+            with no_sync(self.wrapped, active=j < accum - 1), ctx.autocast:  # one all-reduce, after the last
                 for opt_name, loss, step_logs in self.stage.train_step(mb, ctx):
                     finite = finite * torch.isfinite(loss.detach()).float()
-                    torch.autograd.backward(loss / accum, inputs=self.params[opt_name])
+                    # each loss reaches its own optimizer's parameters only; FSDP2 computes gradients for the
+                    # gathered parameters, not the shards, so it takes the plain backward (one optimizer)
+                    torch.autograd.backward(loss / accum, inputs=None if self.fsdp else self.params[opt_name])
                     for k, v in {f"loss_{opt_name}": loss, **step_logs}.items():
                         v = torch.as_tensor(v, device=self.device).detach().float()
                         logs[k] = logs.get(k, 0.0) + v / accum
@@ -267,10 +283,10 @@ class Trainer:
         if ok:
             self.nan_streak = 0
             for name, opt in self.optimizers.items():
-                average_gradients(self.params[name], self.info)
                 if self.cfg.grad_clip > 0:
                     norm = torch.nn.utils.clip_grad_norm_([p for p in self.params[name] if p.grad is not None],
                                                           self.cfg.grad_clip)
+                    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
                     logs[f"grad_norm_{name}"] = norm.detach().float()
                 for g, base in zip(opt.param_groups, self.base_lrs[name]):
                     g["lr"] = base * factor

@@ -52,9 +52,11 @@ class VAEStage(Stage):
 
     def train_step(self, batch: dict, ctx: StepContext):
         mel = batch["mel"]
-        post = self.vae.encode(mel)
-        z = post.sample(ctx.randn(batch, post.mean.shape[1:]))
-        rec = self.vae.decode(z, mel.shape[-1]).float()
+        vae = ctx.modules.get("vae", self.vae)  # DDP-wrapped under torchrun
+        c = self.vae.config
+        noise = ctx.randn(batch, (c.z_channels, -(-mel.shape[-1] // c.downsample), mel.shape[1] // c.downsample))
+        rec, post = vae(mel, noise=noise)
+        rec = rec.float()
         rec_loss = (rec - mel).abs().mean()
         kl = post.kl().mean() / mel[0].numel()
         loss = rec_loss + self.loss_cfg.kl_weight * kl
@@ -67,9 +69,10 @@ class VAEStage(Stage):
             loss = loss + w * g_loss
             logs.update(g_loss=g_loss.detach(), d_weight=w)
         yield "vae", loss, logs
-        if use_disc:
-            real = self.disc(mel.transpose(1, 2).unsqueeze(1))
-            fake = self.disc(rec.detach().transpose(1, 2).unsqueeze(1))
+        if use_disc:  # the generator's loss above used the unwrapped discriminator: only this pass syncs its grads
+            disc = ctx.modules.get("disc", self.disc)
+            real = disc(mel.transpose(1, 2).unsqueeze(1))
+            fake = disc(rec.detach().transpose(1, 2).unsqueeze(1))
             d_loss = hinge_d_loss(real, fake)
             yield "disc", d_loss, {"logits_real": real.mean().detach(), "logits_fake": fake.mean().detach()}
 

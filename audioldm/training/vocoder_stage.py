@@ -77,7 +77,7 @@ class VocoderStage(Stage):
                 inp = self.mel_input.to(wav.device)(mel).float()
         else:
             inp = mel
-        fake = self.vocoder(inp).float()
+        fake = ctx.modules.get("vocoder", self.vocoder)(inp).float()  # DDP-wrapped under torchrun
         mel_loss = (self.frontend(fake) - mel).abs().mean()
         loss = self.loss_cfg.mel_weight * mel_loss
         logs = {"mel_l1": mel_loss.detach()}
@@ -95,9 +95,10 @@ class VocoderStage(Stage):
             loss = loss + self.loss_cfg.gan_weight * g_adv + self.loss_cfg.fm_weight * fm
             logs.update(g_adv=g_adv.detach(), fm=fm.detach())
         yield "vocoder", loss, logs
-        if use_disc:
-            real_logits, _ = self.disc(wav)
-            fake_logits, _ = self.disc(fake.detach())
+        if use_disc:  # the generator's loss above used the unwrapped discriminator: only this pass syncs its grads
+            disc = ctx.modules.get("disc", self.disc)
+            real_logits, _ = disc(wav)
+            fake_logits, _ = disc(fake.detach())
             d_loss = sum(lsgan_d_loss(r, f) for r, f in zip(real_logits, fake_logits))
             yield "disc", d_loss, {}
 
