@@ -12,7 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["group_norm", "ResnetBlock", "SelfAttention2d", "Downsample2d", "Upsample2d", "timestep_embedding"]
+__all__ = ["group_norm", "ResnetBlock", "SelfAttention2d", "Downsample2d", "Upsample2d", "timestep_embedding",
+           "maybe_checkpoint"]
+
+
+def maybe_checkpoint(enabled: bool, module: nn.Module, *args):
+    """``module(*args)``; with ``enabled`` while training with gradients, its activations are not kept but
+    recomputed in backward (non-reentrant activation checkpointing: less memory for one more forward)."""
+    if enabled and module.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(module, *args, use_reentrant=False)
+    return module(*args)
 
 
 def group_norm(channels: int, groups: int = 32, eps: float = 1e-6) -> nn.GroupNorm:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .nn import ResnetBlock, Upsample2d, group_norm, timestep_embedding
+from .nn import ResnetBlock, Upsample2d, group_norm, maybe_checkpoint, timestep_embedding
 
 __all__ = ["UNetConfig", "UNET_PRESETS", "UNet"]
 
@@ -251,9 +250,7 @@ class UNet(nn.Module):
         return [m for b in blocks for m in (*b.resnets, *b.attentions)]
 
     def _run(self, fn, *args):
-        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(fn, *args, use_reentrant=False)
-        return fn(*args)
+        return maybe_checkpoint(self.config.gradient_checkpointing and self.training, fn, *args)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
         c, cond = self.config, cond or {}

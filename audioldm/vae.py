@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mel import MelConfig
-from .nn import Downsample2d, ResnetBlock, SelfAttention2d, Upsample2d, group_norm
+from .nn import Downsample2d, ResnetBlock, SelfAttention2d, Upsample2d, group_norm, maybe_checkpoint
 
 __all__ = ["VAEConfig", "VAE_PRESETS", "DiagonalGaussian", "MelVAE"]
 
@@ -38,6 +38,7 @@ class VAEConfig:
     input_shift: float = 0.0
     input_scale: float = 1.0
     mel: MelConfig = field(default_factory=MelConfig)
+    gradient_checkpointing: bool = False  # training: recompute each level's activations in backward (less memory)
 
     def __post_init__(self):
         if not self.ch_mult or any(m <= 0 for m in self.ch_mult):
@@ -136,12 +137,14 @@ class Encoder(nn.Module):
         self.mid_block = _Mid(prev, c.mid_attention, c.dropout, g)
         self.conv_norm_out = group_norm(prev, g)
         self.conv_out = nn.Conv2d(prev, 2 * c.z_channels, 3, padding=1)
+        self.config = c
 
     def forward(self, x):
+        ck = self.config.gradient_checkpointing
         x = self.conv_in(x)
         for level in self.down_blocks:
-            x = level(x)
-        x = self.mid_block(x)
+            x = maybe_checkpoint(ck, level, x)
+        x = maybe_checkpoint(ck, self.mid_block, x)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
@@ -160,11 +163,13 @@ class Decoder(nn.Module):
         self.up_blocks = nn.ModuleList(levels)
         self.conv_norm_out = group_norm(prev, g)
         self.conv_out = nn.Conv2d(prev, c.in_channels, 3, padding=1)
+        self.config = c
 
     def forward(self, z):
-        x = self.mid_block(self.conv_in(z))
+        ck = self.config.gradient_checkpointing
+        x = maybe_checkpoint(ck, self.mid_block, self.conv_in(z))
         for level in self.up_blocks:
-            x = level(x)
+            x = maybe_checkpoint(ck, level, x)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 

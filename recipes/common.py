@@ -28,6 +28,18 @@ def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "
     p.add_argument("--resume", action="store_true", help="continue a run: finished stages are skipped")
     p.add_argument("--overwrite", action="store_true", help="discard a run folder made from other data or settings")
     p.add_argument("--conditioning", default=default_conditioning, choices=list(conditioning))
+    g = p.add_argument_group("U-Net training: parallelism and memory (bench/finetune.py measures each)")
+    g.add_argument("--parallel", default="ddp", choices=["ddp", "fsdp"],
+                   help="under torchrun: DistributedDataParallel (default) or FSDP2 sharding for large U-Nets")
+    g.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute the U-Net's (and the VAE stage's) activations in backward: less memory, slower")
+    g.add_argument("--bf16-weights", action="store_true",
+                   help="train the U-Net's weights, gradients and optimizer state in bfloat16 (GPU memory lever)")
+
+
+def train_levers(args) -> dict:
+    """TrainConfig keyword arguments from the parallelism / memory flags of :func:`add_common_args`."""
+    return {"parallel": args.parallel, "weights_dtype": "bfloat16" if args.bf16_weights else "float32"}
 
 
 def data_fingerprint(data: str | Path, exclude: str | Path | None = None) -> str:

@@ -175,3 +175,24 @@ def test_amp_switch_reaches_the_step_context(tmp_path):
     for amp in (True, False):
         cfg = TrainConfig(run_dir=str(tmp_path / f"amp{amp}"), max_steps=1, amp=amp, device="cpu")
         assert Trainer(cfg, ToyStage(), Toy(), collate).context().amp is amp
+
+
+def test_bf16_weights_train_and_resume(tmp_path):
+    """TrainConfig.weights_dtype="bfloat16": weights, gradients and optimizer state in bf16 under autocast (on CPU
+    too), the EMA in float32; the loss falls and a resumed run continues the same way."""
+    kw = dict(weights_dtype="bfloat16", max_steps=40, lr=5e-2, grad_clip=0.0)
+    tr = run(tmp_path, "bf16", **kw)
+    assert {p.dtype for p in tr.stage.net.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in tr.ema["net"].parameters()} == {torch.float32}
+    st = next(iter(tr.optimizers["net"].state.values()))
+    assert st["exp_avg"].dtype == torch.bfloat16
+    loss = losses(tmp_path / "bf16")
+    assert loss[40] < 0.3 * loss[1]  # as test_loss_decreases_and_checkpoints_kept asks of float32
+    import shutil
+    shutil.copytree(tmp_path / "bf16", tmp_path / "bf16b")
+    for ck in find_checkpoints(tmp_path / "bf16b")[-1:]:
+        shutil.rmtree(ck)  # resume from the checkpoint before the last
+    run(tmp_path, "bf16b", resume=True, **kw)
+    assert losses(tmp_path / "bf16b")[40] == pytest.approx(loss[40], rel=1e-6)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        TrainConfig(weights_dtype="float16")

@@ -65,6 +65,8 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     parallel: str = "ddp"  # under torchrun: "ddp" (DistributedDataParallel) or "fsdp" (FSDP2 fully_shard)
+    weights_dtype: str = "float32"  # "bfloat16": the trained weights, gradients and optimizer state in bf16 (a GPU
+    # memory lever: half of float32's; the forward runs under bf16 autocast; the EMA stays float32)
     device: str = "auto"
     max_nan_streak: int = 10
     resume: bool = False
@@ -77,6 +79,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{k} must be positive, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}")
+        if self.weights_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"TrainConfig.weights_dtype must be float32 or bfloat16, got {self.weights_dtype!r}")
         if self.parallel not in PARALLEL_MODES:
             raise ValueError(f"TrainConfig.parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}")
         if not 0 <= self.ema_decay < 1:
@@ -103,6 +107,7 @@ class StepContext:
     logger: RunLogger | None = None
     amp: bool = True  # TrainConfig.amp: bf16 autocast on CUDA
     modules: dict = field(default_factory=dict)  # name -> the module to call in train_step (DDP-wrapped under torchrun)
+    bf16_weights: bool = False  # TrainConfig.weights_dtype == "bfloat16": autocast on every device
 
     def randn(self, batch: dict, shape, salt: int = 0) -> torch.Tensor:
         """Noise [B, *shape] where row k depends only on (seed, epoch, dataset index of sample k, salt)."""
@@ -111,9 +116,10 @@ class StepContext:
 
     @property
     def autocast(self):
-        """bf16 autocast for the stage's forward passes on CUDA when ``amp``; a no-op otherwise (CPU, amp off)."""
-        if self.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast for the stage's forward passes on CUDA when ``amp``, and on any device when the weights are
+        bf16; a no-op otherwise (float32 weights on CPU, or amp off)."""
+        if (self.amp and self.device.type == "cuda") or self.bf16_weights:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
 
@@ -178,12 +184,15 @@ class Trainer:
                                  collate_fn=_IndexedCollate(collate_fn), num_workers=cfg.num_workers,
                                  pin_memory=self.device.type == "cuda")
         self.modules = {k: m.to(self.device) for k, m in stage.modules().items()}
-        self.ema = {}  # full (unsharded) copies, made before any sharding
+        self.ema = {}  # full (unsharded), float32 copies, made before any sharding or bf16 cast
         if cfg.ema_decay > 0:
             for name in stage.ema_modules():
-                e = copy.deepcopy(self.modules[name]).eval()
+                e = copy.deepcopy(self.modules[name]).float().eval()
                 e.requires_grad_(False)
                 self.ema[name] = e
+        if cfg.weights_dtype == "bfloat16":
+            for m in self.modules.values():
+                m.to(torch.bfloat16)
         # torch's engine across processes: identical start from rank 0, gradients all-reduced during backward
         self.fsdp = self.info.enabled and cfg.parallel == "fsdp"
         self.wrapped = wrap_modules(self.modules, self.info, cfg.parallel)
@@ -210,7 +219,7 @@ class Trainer:
 
     def context(self) -> StepContext:
         return StepContext(self.step, self.epoch, self.cfg.seed, self.device, self.info, self.ema, self.logger,
-                           self.cfg.amp, self.wrapped)
+                           self.cfg.amp, self.wrapped, self.cfg.weights_dtype == "bfloat16")
 
     def _update_ema(self):
         d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
@@ -219,9 +228,9 @@ class Trainer:
             with torch.no_grad():
                 for pe, p in zip(e.parameters(), src.parameters()):
                     full = p.full_tensor() if hasattr(p, "full_tensor") else p  # FSDP2 shard: gathered (all ranks)
-                    pe.lerp_(full.detach(), 1 - d)
+                    pe.lerp_(full.detach().to(pe.dtype), 1 - d)
                 for be, b in zip(e.buffers(), src.buffers()):
-                    be.copy_(b)
+                    be.copy_(b.to(be.dtype))
 
     def _state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,

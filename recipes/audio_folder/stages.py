@@ -88,9 +88,11 @@ def train_vae(args, preset: Preset, mel: MelConfig, train, valid, run: Path, res
                      warmup_steps=min(100, preset.vae_steps // 10), ckpt_every=max(50, preset.vae_steps // 4),
                      eval_every=0, log_every=25, seed=args.seed, device=args.device, resume=resume,
                      progress=not args.no_progress)
+    cfg.gradient_checkpointing = args.gradient_checkpointing
     trainer = Trainer(tc, VAEStage(vae, VAELossConfig(), valid_ds), train_ds, collate_clips)
     t0 = time.time()
     trainer.fit()
+    cfg.gradient_checkpointing = False
     rec = {}
     if trainer.info.is_main:
         final = trainer.ema.get("vae", vae)
@@ -195,10 +197,13 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
     tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=preset.batch, lr=preset.lr,
                      warmup_steps=min(200, steps // 10), ema_decay=0.999 if steps >= 1000 else 0.99,
                      ckpt_every=max(50, min(500, steps // 4)), eval_every=preset.eval_every, log_every=50,
-                     seed=args.seed, device=args.device, resume=resume, progress=not args.no_progress)
+                     seed=args.seed, device=args.device, resume=resume, progress=not args.no_progress,
+                     **common.train_levers(args))
+    unet.config.gradient_checkpointing = args.gradient_checkpointing
     trainer = Trainer(tc, stage, latents, collate_latents)
     t0 = time.time()
     trainer.fit()  # evaluates every eval_every steps and once at the end
+    unet.config.gradient_checkpointing = False  # a training setting: not saved as the model's
     rec = {}
     if trainer.info.is_main:
         trainer.ema.get("unet", unet).save_pretrained(run / "unet", overwrite=True)

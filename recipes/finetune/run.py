@@ -193,16 +193,19 @@ def finetune() -> dict:
                      valid=valid_lat)
     steps = args.steps or preset["steps"]
     lr = args.lr or (preset["lora_lr"] if args.lora_rank else preset["lr"])
-    tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=preset["batch"], lr=lr,
-                     warmup_steps=min(100, steps // 10), ema_decay=0.999 if steps >= 1000 else 0.0,
+    fsdp = args.parallel == "fsdp"  # FSDP2 keeps a full EMA copy for evaluation and saving (trainer.py)
+    tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=preset["batch"], lr=lr, **common.train_levers(args),
+                     warmup_steps=min(100, steps // 10), ema_decay=0.999 if steps >= 1000 else (0.99 if fsdp else 0.0),
                      ckpt_every=max(10, min(250, steps // 4)), eval_every=preset["eval_every"], log_every=10,
                      seed=args.seed, device=args.device, resume=(run / "checkpoints").is_dir(),
                      progress=not args.no_progress)
+    unet.config.gradient_checkpointing = args.gradient_checkpointing
     trainer = Trainer(tc, stage, latents, collate_latents)
     trainer.fit()
+    unet.config.gradient_checkpointing = False  # a training setting: not saved as the model's
     rec = {}
     if trainer.info.is_main:
-        final = trainer.ema.get("unet", unet)
+        final = trainer.ema.get("unet", unet).float()  # (bf16 weights: saved as float32)
         if args.lora_rank:
             save_lora(out / "lora", final, base_id, overwrite=True)
         else:
