@@ -17,3 +17,7 @@ tail -n 3 "$OUT"/*.err
 python bench/generate.py --preset audioldm-s --duration 10.24 --steps 25 --repeats 5 > "$OUT/generate.json" 2> "$OUT/generate.err"
 python bench/memory.py --device cuda --seconds 10.24 --model audioldm/pretrained/gm-notes > "$OUT/memory.json" 2> "$OUT/memory.err"
 tail -n 3 "$OUT"/generate.err "$OUT"/memory.err
+# fine-tuning's memory levers at AudioLDM-S size (full / LoRA / checkpointing / bf16 weights vs diffusers + peft);
+# peft is not in the GPU image: without it the LoRA rows print an error and the others still run
+python bench/finetune.py --device cuda --batch 8 --steps 3 > "$OUT/finetune.json" 2> "$OUT/finetune.err"
+tail -n 3 "$OUT"/finetune.err
