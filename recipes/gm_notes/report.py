@@ -1,10 +1,14 @@
 """python recipes/gm_notes/report.py --data data/gm_notes_fluid/manifest.jsonl [--model DIR] [--out report.json]
+    [--gm-judge [FOLDER]]
 
 The shared evaluation (audioldm.evaluation.report, the one recipes/audio_folder uses) on a GM-notes label model: a
 judge trained on the training split's real notes recognises the instrument (--category), held-out notes are the
 valid split train_ldm.py held out (split_by_hash, --valid-fraction), and their (instrument, pitch, velocity)
 combinations, each of which is a single note of the grid, were never seen in U-Net training. Prints the markdown
 table (stage decomposition, adherence vs ceiling vs chance, FD vs real-vs-real, memorisation, diversity).
+--gm-judge adds the harder judge's decomposition (audioldm/evaluation/gm_judge.py; default: the shipped judge,
+trained on every GM program from two soundfonts): family and program accuracy, pitch within 50 cents and FD of its
+embeddings, stage by stage, on the same held-out label combinations (unseen in U-Net training).
 """
 
 import argparse
@@ -29,6 +33,9 @@ p.add_argument("--per-condition", type=int, default=2)
 p.add_argument("--max-conditions", type=int, default=48)
 p.add_argument("--judge-steps", type=int, default=600)
 p.add_argument("--out", default=None, help="write the report JSON here")
+p.add_argument("--gm-judge", nargs="?", const="", default=None, metavar="FOLDER",
+               help="also score with the GM judge (no FOLDER: the shipped one)")
+p.add_argument("--skip-own-judge", action="store_true", help="only the GM judge's decomposition")
 args = p.parse_args()
 torch.set_num_threads(2)
 
@@ -43,9 +50,20 @@ def request(clip):
 
 
 seen = {request(c)[0] for c in train}
+if args.gm_judge is not None:
+    from audioldm.evaluation.gm_judge import decomposition_table, gm_decomposition, load_gm_judge
+    gm = gm_decomposition(pipe, valid, seen, load_gm_judge(args.gm_judge or None), args.seconds, fields,
+                          per_condition=args.per_condition, max_conditions=args.max_conditions)
+    print(decomposition_table(gm))
+    if args.skip_own_judge:
+        if args.out:
+            save_json_atomic(args.out, {"gm_judge": gm})
+        sys.exit(0)
 rep = evaluate_model(pipe, train, valid, lambda c: str(c.labels[args.category]), request, seen, args.seconds,
                      judge_steps=args.judge_steps, per_condition=args.per_condition,
                      max_conditions=args.max_conditions)
+if args.gm_judge is not None:
+    rep["gm_judge"] = gm
 if args.out:
     save_json_atomic(args.out, rep)
 print(report_table(rep))

@@ -1,0 +1,100 @@
+"""python recipes/gm_notes/train_judge.py [--soundfonts SF2 ...] [--out audioldm/pretrained/gm-judge] [--steps 2000]
+
+Trains the GM judge that evaluates GM-note models (audioldm/evaluation/gm_judge.py), and writes its small weights
+into the package so tests and CI never train it:
+  1. render  every GM program 0-127 and the drum kit from each soundfont (default: FluidR3_GM, Debian's
+             fluid-soundfont-gm, and TimGM6mb, inside pretty_midi), at every 2nd semitone of each family's playable
+             range (drums: keys 35-81) and velocities 64 and 112, as 2 s clips (note held 1 s, then its release);
+  2. split   a quarter of the pitches (those with (pitch // 2) % 4 == 1) are held out of judge training;
+  3. train   the family classifier (16 GM families + drums) and the program classifier (128 programs + drum kit);
+  4. report  accuracy on the held-out pitches per soundfont, into OUT/judge.json beside the weights.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audioldm.data.gm_notes import DRUM_PROGRAM, FAMILY_RANGES, NoteRenderer
+from audioldm.evaluation.classifier import NoteClassifier, NoteClassifierConfig, train_classifier
+from audioldm.evaluation.gm_judge import FAMILIES, GMJudge, family_of, program_class
+from audioldm.mel import MelConfig, MelFrontend
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
+p.add_argument("--soundfonts", nargs="+", default=["/usr/share/sounds/sf2/FluidR3_GM.sf2", "TimGM6mb"],
+               help="soundfont files; 'TimGM6mb' is the one inside pretty_midi")
+p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "audioldm" / "pretrained" / "gm-judge"))
+p.add_argument("--steps", type=int, default=2000)
+p.add_argument("--batch", type=int, default=32)
+p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
+p.add_argument("--seed", type=int, default=0)
+args = p.parse_args()
+torch.set_num_threads(2)
+mel_cfg = MelConfig()
+frontend = MelFrontend(mel_cfg)
+CLIP, HOLD = 2.0, 1.0
+
+# 1. render
+notes = []
+for prog in range(128):
+    lo, hi = FAMILY_RANGES[prog // 8]
+    notes += [(prog, q) for q in range(lo + lo % 2, hi + 1, 2)]
+notes += [(DRUM_PROGRAM, k) for k in range(36, 82, 2)]
+mels, programs, pitches, fonts = [], [], [], []
+t0 = time.time()
+for sf in args.soundfonts:
+    r = NoteRenderer(None if sf == "TimGM6mb" else sf, mel_cfg.sample_rate)
+    name = r.soundfont.stem
+    batch = []
+    for prog, q in notes:
+        for vel in (64, 112):
+            wav = r.render(prog, q, vel, CLIP, HOLD)
+            if np.abs(wav).max() < 1e-3:
+                continue  # a program this soundfont lacks, or a note out of its range
+            batch.append(torch.from_numpy(wav / max(1.0, float(np.abs(wav).max()) / 0.99)))
+            programs.append(prog)
+            pitches.append(q)
+            fonts.append(name)
+    with torch.no_grad():
+        mels += [frontend(torch.stack(batch[s:s + 256])) for s in range(0, len(batch), 256)]
+    print(f"[render] {name}: {len(batch)} clips", file=sys.stderr)
+mels = torch.cat(mels)
+render_s = time.time() - t0
+held = torch.tensor([(q // 2) % 4 == 1 for q in pitches])
+train_idx, test_idx = (~held).nonzero()[:, 0], held.nonzero()[:, 0]
+
+
+# 2-3. train both classifiers on the same clips
+def fit(classes: list[str], labels: list[str]) -> NoteClassifier:
+    torch.manual_seed(args.seed)
+    model = NoteClassifier(NoteClassifierConfig(classes=classes, channels=args.channels, embed_dim=128))
+    targets = torch.tensor([classes.index(x) for x in labels])
+    t = time.time()
+    losses = train_classifier(model, mels[train_idx], targets[train_idx], steps=args.steps, batch_size=args.batch,
+                              seed=args.seed)
+    print(f"[train] {len(classes)} classes: loss {np.mean(losses[:50]):.3f} -> {np.mean(losses[-50:]):.3f} "
+          f"in {time.time() - t:.0f} s", file=sys.stderr)
+    return model
+
+
+t1 = time.time()
+family = fit(FAMILIES, [family_of(q) for q in programs])
+program = fit([f"program {i}" for i in range(128)] + ["drum kit"], [program_class(q) for q in programs])
+judge = GMJudge(family, program, frames=mels.shape[-1], log_floor=float(np.log(mel_cfg.log_floor)))
+
+# 4. held-out pitches, per soundfont
+report = {}
+for name in dict.fromkeys(fonts):
+    idx = [int(i) for i in test_idx if fonts[i] == name]
+    report[name] = judge.score(mels[idx], [programs[i] for i in idx])
+judge.info = {"soundfonts": list(dict.fromkeys(fonts)), "train_clips": len(train_idx), "heldout_clips": len(test_idx),
+              "heldout": "pitches with (pitch // 2) % 4 == 1", "clip_seconds": CLIP, "hold_seconds": HOLD,
+              "steps": args.steps, "heldout_accuracy": report, "render_seconds": round(render_s, 1),
+              "train_seconds": round(time.time() - t1, 1),
+              "command": "python recipes/gm_notes/train_judge.py " + " ".join(sys.argv[1:])}
+judge.save(args.out)
+print(json.dumps(judge.info, indent=2))
