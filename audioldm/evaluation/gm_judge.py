@@ -126,7 +126,6 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
     Rows: family and program accuracy, pitch within 50 cents, FD of the judge's embeddings to the real clips'."""
     from ..data import ClipDataset
     from .classifier import frechet_distance
-    from .report import _through
 
     rng = np.random.default_rng(seed)
     conds: dict = {}

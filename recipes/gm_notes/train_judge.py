@@ -1,4 +1,5 @@
-"""python recipes/gm_notes/train_judge.py [--soundfonts SF2 ...] [--out audioldm/pretrained/gm-judge] [--steps 2000]
+"""python recipes/gm_notes/train_judge.py [--soundfonts SF2 ...] [--heldout-soundfonts SF ...] [--out DIR] [--steps 1200]
+    [--eval-only]
 
 Trains the GM judge that evaluates GM-note models (audioldm/evaluation/gm_judge.py), and writes its small weights
 into the package so tests and CI never train it:
@@ -7,7 +8,10 @@ into the package so tests and CI never train it:
              range (drums: keys 35-81) and velocities 64 and 112, as 2 s clips (note held 1 s, then its release);
   2. split   a quarter of the pitches (those with (pitch // 2) % 4 == 1) are held out of judge training;
   3. train   the family classifier (16 GM families + drums) and the program classifier (128 programs + drum kit);
-  4. report  accuracy on the held-out pitches per soundfont, into OUT/judge.json beside the weights.
+  4. report  accuracy on the held-out pitches per soundfont, and on every note of soundfonts never trained on
+             (--heldout-soundfonts; default: MuseScore_General_Lite.sf3 from Debian's
+             musescore-general-soundfont-small, when installed), into OUT/judge.json beside the weights.
+--eval-only skips 1-3 and re-runs the held-out-soundfont report for the judge already in OUT.
 """
 
 import argparse
@@ -21,18 +25,24 @@ import torch
 
 from audioldm.data.gm_notes import DRUM_PROGRAM, FAMILY_RANGES, NoteRenderer
 from audioldm.evaluation.classifier import NoteClassifier, NoteClassifierConfig, train_classifier
-from audioldm.evaluation.gm_judge import FAMILIES, GMJudge, family_of, program_class
+from audioldm.evaluation.gm_judge import FAMILIES, GMJudge, family_of, load_gm_judge, program_class
 from audioldm.mel import MelConfig, MelFrontend
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
 p.add_argument("--soundfonts", nargs="+", default=["/usr/share/sounds/sf2/FluidR3_GM.sf2", "TimGM6mb"],
                help="soundfont files; 'TimGM6mb' is the one inside pretty_midi")
 p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "audioldm" / "pretrained" / "gm-judge"))
-p.add_argument("--steps", type=int, default=2000)
+p.add_argument("--steps", type=int, default=1200)
 p.add_argument("--batch", type=int, default=32)
-p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
+p.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--heldout-soundfonts", nargs="*", default=None,
+               help="soundfonts only to test on (default: MuseScore General Lite when installed)")
+p.add_argument("--eval-only", action="store_true", help="only the held-out-soundfont report of the judge in --out")
 args = p.parse_args()
+if args.heldout_soundfonts is None:
+    lite = Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3")
+    args.heldout_soundfonts = [str(lite)] if lite.is_file() else []
 torch.set_num_threads(2)
 mel_cfg = MelConfig()
 frontend = MelFrontend(mel_cfg)
@@ -44,25 +54,46 @@ for prog in range(128):
     lo, hi = FAMILY_RANGES[prog // 8]
     notes += [(prog, q) for q in range(lo + lo % 2, hi + 1, 2)]
 notes += [(DRUM_PROGRAM, k) for k in range(36, 82, 2)]
-mels, programs, pitches, fonts = [], [], [], []
+
+
+def render(soundfonts):
+    """Log-mels [N, n_mels, F] of every note x velocity (64, 112) of ``soundfonts``, with their labels."""
+    mels, programs, pitches, fonts = [], [], [], []
+    for sf in soundfonts:
+        r = NoteRenderer(None if sf == "TimGM6mb" else sf, mel_cfg.sample_rate)
+        name = r.soundfont.stem
+        batch = []
+        for prog, q in notes:
+            for vel in (64, 112):
+                wav = r.render(prog, q, vel, CLIP, HOLD)
+                if np.abs(wav).max() < 1e-3:
+                    continue  # a program this soundfont lacks, or a note out of its range
+                batch.append(torch.from_numpy(wav / max(1.0, float(np.abs(wav).max()) / 0.99)))
+                programs.append(prog)
+                pitches.append(q)
+                fonts.append(name)
+        with torch.no_grad():
+            mels += [frontend(torch.stack(batch[s:s + 256])) for s in range(0, len(batch), 256)]
+        print(f"[render] {name}: {len(batch)} clips", file=sys.stderr)
+    return torch.cat(mels), programs, pitches, fonts
+
+
+def heldout_soundfont_report(judge) -> dict:
+    out = {}
+    for sf in args.heldout_soundfonts:
+        m, progs, _, fonts_ = render([sf])
+        out[fonts_[0]] = judge.score(m, progs)
+    return out
+
+
+if args.eval_only:
+    judge = load_gm_judge(args.out)
+    judge.info["heldout_soundfont_accuracy"] = heldout_soundfont_report(judge)
+    judge.save(args.out)
+    print(json.dumps(judge.info, indent=2))
+    sys.exit(0)
 t0 = time.time()
-for sf in args.soundfonts:
-    r = NoteRenderer(None if sf == "TimGM6mb" else sf, mel_cfg.sample_rate)
-    name = r.soundfont.stem
-    batch = []
-    for prog, q in notes:
-        for vel in (64, 112):
-            wav = r.render(prog, q, vel, CLIP, HOLD)
-            if np.abs(wav).max() < 1e-3:
-                continue  # a program this soundfont lacks, or a note out of its range
-            batch.append(torch.from_numpy(wav / max(1.0, float(np.abs(wav).max()) / 0.99)))
-            programs.append(prog)
-            pitches.append(q)
-            fonts.append(name)
-    with torch.no_grad():
-        mels += [frontend(torch.stack(batch[s:s + 256])) for s in range(0, len(batch), 256)]
-    print(f"[render] {name}: {len(batch)} clips", file=sys.stderr)
-mels = torch.cat(mels)
+mels, programs, pitches, fonts = render(args.soundfonts)
 render_s = time.time() - t0
 held = torch.tensor([(q // 2) % 4 == 1 for q in pitches])
 train_idx, test_idx = (~held).nonzero()[:, 0], held.nonzero()[:, 0]
@@ -95,6 +126,7 @@ judge.info = {"soundfonts": list(dict.fromkeys(fonts)), "train_clips": len(train
               "heldout": "pitches with (pitch // 2) % 4 == 1", "clip_seconds": CLIP, "hold_seconds": HOLD,
               "steps": args.steps, "heldout_accuracy": report, "render_seconds": round(render_s, 1),
               "train_seconds": round(time.time() - t1, 1),
-              "command": "python recipes/gm_notes/train_judge.py " + " ".join(sys.argv[1:])}
+              "command": "python recipes/gm_notes/train_judge.py " + " ".join(sys.argv[1:]),
+              "heldout_soundfont_accuracy": heldout_soundfont_report(judge)}
 judge.save(args.out)
 print(json.dumps(judge.info, indent=2))
