@@ -126,6 +126,7 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
     Rows: family and program accuracy, pitch within 50 cents, FD of the judge's embeddings to the real clips'."""
     from ..data import ClipDataset
     from .classifier import frechet_distance
+    from .report import vocode
 
     rng = np.random.default_rng(seed)
     conds: dict = {}
@@ -142,18 +143,10 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
     real_mel = torch.stack([it["mel"] for it in items])
     progs = [int(c.labels["program"]) for c in clips]
     pitches = [int(c.labels["pitch"]) for c in clips]
-    sr, hop = pipe.sample_rate, pipe.mel_config.hop_length
-
-    @torch.no_grad()
-    def vocode(mels, vae):
-        m = mels.to(pipe.device)
-        if vae:
-            m = pipe.vae(m, sample=False)[0].float()
-        return pipe.vocoder(m).float()[:, :mels.shape[-1] * hop].cpu().numpy()
-
+    sr = pipe.sample_rate
     stage_wavs = {"real (held-out)": (real_wav, progs, pitches, [True] * len(keys))}
-    stage_wavs["real -> vocoder"] = (vocode(real_mel, False), progs, pitches, [True] * len(keys))
-    stage_wavs["real -> VAE -> vocoder"] = (vocode(real_mel, True), progs, pitches, [True] * len(keys))
+    stage_wavs["real -> vocoder"] = (vocode(pipe, real_mel, False).numpy(), progs, pitches, [True] * len(keys))
+    stage_wavs["real -> VAE -> vocoder"] = (vocode(pipe, real_mel, True).numpy(), progs, pitches, [True] * len(keys))
     gen, gp, gq, gs = [], [], [], []
     for k, c in zip(keys, clips):
         res = pipe.generate(labels=conds[k][0], num_per_prompt=per_condition, seed=seed, duration=seconds,

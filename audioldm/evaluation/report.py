@@ -16,7 +16,7 @@ from ..data import ClipDataset
 from .classifier import frechet_distance
 from .generalisation import chance_levels, score_set, train_judge, within_category_spread
 
-__all__ = ["evaluate_model", "report_table", "clip_mels"]
+__all__ = ["evaluate_model", "report_table", "clip_mels", "vocode"]
 
 
 def clip_mels(clips, mel_config, seconds: float, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, list]:
@@ -29,16 +29,23 @@ def clip_mels(clips, mel_config, seconds: float, limit: int | None = None, seed:
 
 
 @torch.no_grad()
-def _through(pipe, mels: torch.Tensor, vae: bool, batch_size: int = 16) -> torch.Tensor:
-    """Held-out real log-mels [N, n_mels, F] through (the VAE and) the vocoder, back to log-mels of the audio."""
+def vocode(pipe, mels: torch.Tensor, vae: bool, batch_size: int = 16) -> torch.Tensor:
+    """Real log-mels [N, n_mels, F] through (the VAE's round trip and) the vocoder: waveforms [N, F * hop] (CPU)."""
     out = []
     for s in range(0, len(mels), batch_size):
         m = mels[s:s + batch_size].to(pipe.device)
         if vae:
             m = pipe.vae(m, sample=False)[0].float()
-        wav = pipe.vocoder(m).float()[:, :m.shape[-1] * pipe.mel_config.hop_length]
-        out.append(pipe.frontend(wav)[..., :mels.shape[-1]].cpu())
+        out.append(pipe.vocoder(m).float()[:, :m.shape[-1] * pipe.mel_config.hop_length].cpu())
     return torch.cat(out)
+
+
+@torch.no_grad()
+def _through(pipe, mels: torch.Tensor, vae: bool, batch_size: int = 16) -> torch.Tensor:
+    """Held-out real log-mels [N, n_mels, F] through (the VAE and) the vocoder, back to log-mels of the audio."""
+    wav = vocode(pipe, mels, vae, batch_size)
+    return torch.cat([pipe.frontend(wav[s:s + batch_size].to(pipe.device))[..., :mels.shape[-1]].cpu()
+                      for s in range(0, len(wav), batch_size)])
 
 
 def evaluate_model(pipe, train_clips, heldout_clips, category, request, seen: set, seconds: float,
