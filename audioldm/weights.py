@@ -100,8 +100,11 @@ def save_component(folder: str | Path, module: torch.nn.Module, config, kind: st
     return Path(folder)
 
 
-def load_component(folder: str | Path, module_cls, config_cls, kind: str, device=None, dtype=None):
-    """Rebuild ``module_cls(config)`` from ``folder`` and load its weights (strict, with clear errors)."""
+def load_component(folder: str | Path, module_cls, config_cls, kind: str, device=None, dtype=None,
+                   older_defaults: dict | None = None):
+    """Rebuild ``module_cls(config)`` from ``folder`` and load its weights (strict, with clear errors).
+    ``older_defaults``: values for config fields that folders written before the field existed lack (when they
+    differ from the field's default for new components)."""
     folder = Path(folder)
     cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
     if not folder.is_dir():
@@ -119,6 +122,7 @@ def load_component(folder: str | Path, module_cls, config_cls, kind: str, device
     found = d.pop("kind", None)
     if found != kind:
         raise WeightsError(f"{cfg_path}: \"kind\" is {found!r}, expected {kind!r}")
+    d = {**(older_defaults or {}), **d}
     try:
         config = config_from_dict(config_cls, d, str(cfg_path))
     except ValueError as e:

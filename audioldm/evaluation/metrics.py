@@ -8,7 +8,8 @@ import torch
 
 from ..mel import MelConfig, MelFrontend
 
-__all__ = ["mrstft_distance", "logmel_l1", "real_time_factor", "pitch_error_cents", "MRSTFT_RESOLUTIONS"]
+__all__ = ["mrstft_distance", "logmel_l1", "real_time_factor", "pitch_error_cents", "envelope_modulation",
+           "steady_tone", "steady_tone_modulation", "MRSTFT_RESOLUTIONS"]
 
 MRSTFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop), window = n_fft (Yamamoto et al. 2020)
 
@@ -60,6 +61,61 @@ def pitch_error_cents(wav, sample_rate: int, midi: float, start: float = 0.1, en
     x = np.asarray(wav, dtype=np.float32)[int(start * sample_rate):int(end * sample_rate)]
     f0 = librosa.yin(x, fmin=40, fmax=2100, sr=sample_rate, frame_length=2048)
     return float(1200 * np.log2(np.median(f0) / librosa.midi_to_hz(midi)))
+
+
+def envelope_modulation(wav, sample_rate: int, freqs, start: float = 0.2, end: float = 0.9,
+                        width_hz: float = 3.0) -> list[float]:
+    """Amplitude-modulation depth of ``wav`` [T] at each of ``freqs`` (Hz) over seconds [start, end): the largest
+    envelope-spectrum magnitude within +-``width_hz`` of f, as a fraction of the mean envelope (0.1 = the amplitude
+    swings 10% at that rate). The envelope is the magnitude of the analytic signal; a steady tone gives ~0 at every
+    rate below its partials' spacing, so a peak at the vocoder's frame rate or half of it is its own artefact."""
+    import numpy as np
+
+    x = np.asarray(wav, dtype=np.float64)[int(start * sample_rate):int(end * sample_rate)]
+    n = len(x)
+    spec = np.fft.fft(x)
+    h = np.zeros(n)  # analytic signal: keep DC (and Nyquist), double positive frequencies, drop negative ones
+    h[0] = 1
+    h[1:(n + 1) // 2] = 2
+    if n % 2 == 0:
+        h[n // 2] = 1
+    env = np.abs(np.fft.ifft(spec * h))
+    mean = env.mean()
+    e = np.abs(np.fft.rfft((env - mean) * np.hanning(n))) * 2 / np.hanning(n).sum()
+    f = np.fft.rfftfreq(n, 1 / sample_rate)
+    return [float(e[(f >= q - width_hz) & (f <= q + width_hz)].max() / max(mean, 1e-12)) for q in freqs]
+
+
+def steady_tone(midi: float, seconds: float, sample_rate: int, partials: int = 8, peak: float = 0.5):
+    """A steady harmonic tone [T] (float32 numpy) at MIDI pitch ``midi``: partials k = 1.. with amplitude 1/k, those
+    below Nyquist, scaled to ``peak``. Its envelope has no modulation below the partials' spacing (the f0)."""
+    import numpy as np
+
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, partials + 1) if k * f0 < sample_rate / 2)
+    return (x * peak / np.abs(x).max()).astype(np.float32)
+
+
+@torch.no_grad()
+def steady_tone_modulation(vocoder, pitches=(55, 60, 64, 67, 72), seconds: float = 1.2) -> dict:
+    """How much a vocoder modulates steady tones at its frame rate (sample_rate / hop) and at half of it: the mean
+    :func:`envelope_modulation` depth of vocoder(log-mel(steady_tone(p))) over ``pitches`` (all with f0 above the
+    frame rate, so the tone itself has no envelope at either rate). Returns {"half_frame_rate", "frame_rate",
+    "hz": (half, full)}; a clean vocoder gives ~0.01 or less, a buzzing one 0.1 or more."""
+    import numpy as np
+
+    cfg = vocoder.mel_config
+    frame_rate = cfg.sample_rate / cfg.hop_length
+    wav = torch.from_numpy(np.stack([steady_tone(p, seconds, cfg.sample_rate) for p in pitches]))
+    device = next((q.device for q in vocoder.parameters()), torch.device("cpu")) if hasattr(vocoder, "parameters") \
+        else torch.device("cpu")
+    mel = MelFrontend(cfg).to(device)(wav.to(device))
+    out = vocoder(mel).float().cpu().numpy()
+    depths = np.array([envelope_modulation(y, cfg.sample_rate, (frame_rate / 2, frame_rate), start=0.2,
+                                           end=seconds - 0.2) for y in out])
+    return {"half_frame_rate": float(depths[:, 0].mean()), "frame_rate": float(depths[:, 1].mean()),
+            "hz": (frame_rate / 2, frame_rate)}
 
 
 def sounding_octaves(cents_by_group: dict) -> dict:

@@ -51,4 +51,5 @@ def load_vocoder(folder, device=None, dtype=None):
     if kind not in _KINDS:
         raise WeightsError(f"{cfg}: \"kind\" is {kind!r}; expected one of {sorted(_KINDS) + ['griffinlim']}")
     cls, cfg_cls = _KINDS[kind]
-    return load_component(folder, cls, cfg_cls, kind, device=device, dtype=dtype)
+    older = {"phase": "frame"} if kind == "vocos" else None  # Vocos folders from before VocosConfig.phase
+    return load_component(folder, cls, cfg_cls, kind, device=device, dtype=dtype, older_defaults=older)

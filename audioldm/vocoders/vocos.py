@@ -4,6 +4,22 @@ which makes it far cheaper than HiFi-GAN's sample-rate convolutions.
 
 log-mel [B, n_mels, F] -> waveform [B, F * hop]. Frame k's window covers samples [k*hop - p, k*hop - p + n_fft) with
 p = (n_fft - hop) / 2, exactly as the mel front-end frames audio, so output sample t lines up with input sample t.
+
+Phase (``VocosConfig.phase``):
+
+- ``"frame"`` (Vocos' own): the head predicts each frame's phase directly. The backbone is a stack of convolutions,
+  so on a steady note (identical mel frames) it predicts identical frames, and identical overlap-added frames repeat
+  every hop: the output is periodic at the frame rate (100 Hz for hop 160), whatever note was asked for. A steady
+  sinusoid of frequency f needs its phase to advance by 2 pi f hop / sr per frame, which a shift-invariant network
+  can only fake from ripples in its input; what it learns instead is a buzz at the frame rate or half of it (the
+  50 Hz modulation measured in README).
+- ``"advance"`` (the default): the phase is a predicted offset plus the running sum over frames of a per-frame phase
+  advance. Each bin's advance is its centre's own, 2 pi m hop / n_fft for bin m, plus a deviation: the phase-gradient
+  heuristic's estimate from the predicted log-magnitude's slope across bins (Prusa et al. 2017: for a Gaussian
+  window of time spread lambda, a partial's offset from a bin centre is d log|S| / d f / (2 pi lambda); a Hann window
+  of n_fft samples is close to lambda = 0.25645 n_fft^2), plus a learned correction that starts at zero. A steady
+  input now gives a steady advance, hence a steady tone at the right frequency with no frame-rate periodicity, and
+  the untrained network already makes frame-consistent output.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ class VocosConfig:
     num_layers: int = 8
     kernel_size: int = 7
     n_fft: int = 1024  # of the synthesis STFT (its hop is the mel hop)
+    phase: str = "advance"  # "advance" (offset + running sum of per-frame advances) or "frame" (Vocos' direct phase)
     mel: MelConfig = field(default_factory=MelConfig)
 
     def __post_init__(self):
@@ -34,6 +51,8 @@ class VocosConfig:
                              f"difference")
         if self.kernel_size % 2 == 0:
             raise ValueError("VocosConfig.kernel_size must be odd")
+        if self.phase not in ("advance", "frame"):
+            raise ValueError(f"VocosConfig.phase={self.phase!r}: expected 'advance' or 'frame'")
 
 
 VOCOS_PRESETS = {
@@ -75,6 +94,7 @@ def istft_frames(spec: torch.Tensor, window: torch.Tensor, hop: int, length: int
 
 
 class Vocos(nn.Module):
+    _residual_scale = 1.0
     def __init__(self, config: VocosConfig | None = None):
         super().__init__()
         self.config = c = config or VocosConfig()
@@ -83,7 +103,13 @@ class Vocos(nn.Module):
         self.blocks = nn.ModuleList([ConvNeXtBlock(c.dim, c.intermediate_dim, c.kernel_size, 1.0 / c.num_layers)
                                      for _ in range(c.num_layers)])
         self.final_norm = nn.LayerNorm(c.dim, eps=1e-6)
-        self.head = nn.Linear(c.dim, c.n_fft + 2)  # log-magnitude and phase per bin
+        bins = c.n_fft // 2 + 1
+        # per bin: log-magnitude and phase ("frame"), plus the deviation of its per-frame phase advance ("advance")
+        self.head = nn.Linear(c.dim, bins * (3 if c.phase == "advance" else 2))
+        if c.phase == "advance":  # start from the bin centres' own advance: frame-consistent output from step 0
+            with torch.no_grad():
+                self.head.weight[2 * bins:].zero_()
+                self.head.bias[2 * bins:].zero_()
         self.register_buffer("window", torch.hann_window(c.n_fft, periodic=True), persistent=False)
 
     @property
@@ -98,11 +124,32 @@ class Vocos(nn.Module):
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for blk in self.blocks:
             x = blk(x)
-        x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2).float()  # [B, n_fft + 2, F]
-        log_mag, phase = x.chunk(2, dim=1)
+        x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2).float()  # [B, bins * (2 or 3), F]
+        hop = self.config.mel.hop_length
+        if self.config.phase == "advance":
+            log_mag, offset, deviation = x.chunk(3, dim=1)
+            deviation = self._residual_scale * deviation + self._gradient_heuristic(log_mag.detach())
+            phase = offset + torch.cumsum(deviation, dim=-1) + self._centre_phase(x.shape[-1], x.device)
+        else:
+            log_mag, phase = x.chunk(2, dim=1)
         mag = torch.exp(log_mag).clamp(max=1e2)
         spec = torch.polar(mag, phase)
-        return istft_frames(spec, self.window, self.config.mel.hop_length, mel.shape[-1] * self.config.mel.hop_length)
+        return istft_frames(spec, self.window, hop, mel.shape[-1] * hop)
+
+    def _gradient_heuristic(self, log_mag: torch.Tensor) -> torch.Tensor:
+        """[B, bins, F] -> [B, bins, F]: per-frame phase-advance deviation (radians) implied by the log-magnitude's
+        slope across bins, hop * (L[m+1] - L[m-1]) / (2 * 0.25645 * n_fft) (zero at the two edge bins)."""
+        n_fft, hop = self.config.n_fft, self.config.mel.hop_length
+        slope = F.pad(log_mag[:, 2:] - log_mag[:, :-2], (0, 0, 1, 1))
+        return slope * (hop / (2 * 0.25645 * n_fft))
+
+    def _centre_phase(self, frames: int, device) -> torch.Tensor:
+        """[bins, F]: the phase a sinusoid at bin m's centre frequency reaches at frame k, 2 pi (k m hop mod n_fft)
+        / n_fft, computed in integers so long clips lose no precision."""
+        n_fft, hop = self.config.n_fft, self.config.mel.hop_length
+        k = torch.arange(frames, device=device, dtype=torch.int64)
+        m = torch.arange(n_fft // 2 + 1, device=device, dtype=torch.int64)
+        return (m[:, None] * k[None, :] * hop % n_fft).float() * (2 * torch.pi / n_fft)
 
     def save_pretrained(self, folder, overwrite: bool = False, dtype=None):
         from ..weights import save_component

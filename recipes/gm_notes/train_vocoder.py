@@ -24,6 +24,8 @@ p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", required=True, help="manifest (.jsonl/.csv) or audio folder")
 p.add_argument("--model", default="vocos", choices=["vocos", "hifigan"])
 p.add_argument("--preset", default="demo")
+p.add_argument("--phase", default=None, choices=["advance", "frame"],
+               help="Vocos phase parametrisation (default: the preset's, 'advance'; see audioldm/vocoders/vocos.py)")
 p.add_argument("--run-dir", required=True)
 p.add_argument("--steps", type=int, default=3000)
 p.add_argument("--batch-size", type=int, default=16)
@@ -56,7 +58,15 @@ args = p.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 torch.manual_seed(args.seed)
 
-vocoder = load_vocoder(args.init) if args.init else build_vocoder(args.model, args.preset)
+if args.init:
+    vocoder = load_vocoder(args.init)
+elif args.phase and args.model == "vocos":
+    import dataclasses
+
+    from audioldm.vocoders import VOCOS_PRESETS, Vocos
+    vocoder = Vocos(dataclasses.replace(VOCOS_PRESETS[args.preset](), phase=args.phase))
+else:
+    vocoder = build_vocoder(args.model, args.preset)
 
 
 class VAERoundTrip(torch.nn.Module):
