@@ -117,3 +117,25 @@ def test_tiny_vocoder_overfits_one_clip(kind, tiny_notes, tmp_path):
     # seen: 3.26 -> 2.02) cuts it by 1.4x
     factor = {"hifigan": 2.0, "vocos": 1.4}[kind]
     assert after < before / factor, (before, after)
+
+
+def test_vocos_folders_from_before_the_phase_field_load_as_frame_phase(tmp_path):
+    """VocosConfig.phase is new ('advance' by default); a folder written before it (no "phase" in config.json)
+    holds a per-frame-phase model and loads as one, with identical output."""
+    import dataclasses
+    import json
+
+    from audioldm.vocoders import VOCOS_PRESETS, Vocos
+    old = Vocos(dataclasses.replace(VOCOS_PRESETS["tiny"](), phase="frame")).eval()
+    old.save_pretrained(tmp_path / "voc")
+    cfg = json.loads((tmp_path / "voc" / "config.json").read_text())
+    del cfg["phase"]
+    (tmp_path / "voc" / "config.json").write_text(json.dumps(cfg))
+    loaded = load_vocoder(tmp_path / "voc")
+    assert loaded.config.phase == "frame"
+    mel = torch.randn(1, 64, 20) - 6
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mel), old(mel), rtol=0, atol=0)
+    assert build_vocoder("vocos", "tiny").config.phase == "advance"
+    with pytest.raises(ValueError, match="phase"):
+        dataclasses.replace(VOCOS_PRESETS["tiny"](), phase="absolute")

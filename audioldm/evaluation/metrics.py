@@ -98,16 +98,17 @@ def steady_tone(midi: float, seconds: float, sample_rate: int, partials: int = 8
 
 
 @torch.no_grad()
-def steady_tone_modulation(vocoder, pitches=(55, 60, 64, 67, 72), seconds: float = 1.2) -> dict:
+def steady_tone_modulation(vocoder, pitches=(36, 40, 45, 48, 55, 60), seconds: float = 1.2, partials: int = 1) -> dict:
     """How much a vocoder modulates steady tones at its frame rate (sample_rate / hop) and at half of it: the mean
-    :func:`envelope_modulation` depth of vocoder(log-mel(steady_tone(p))) over ``pitches`` (all with f0 above the
-    frame rate, so the tone itself has no envelope at either rate). Returns {"half_frame_rate", "frame_rate",
-    "hz": (half, full)}; a clean vocoder gives ~0.01 or less, a buzzing one 0.1 or more."""
+    :func:`envelope_modulation` depth of vocoder(log-mel(steady_tone(p))) over ``pitches``. The default tones are
+    pure sinusoids, whose envelope is flat at every rate, from MIDI 36 (65 Hz, whose phase must advance 0.65 cycles
+    per 10 ms frame) up. Returns {"half_frame_rate", "frame_rate", "hz": (half, full)}; Griffin-Lim and a clean
+    vocoder give under 0.02, a vocoder whose frames repeat 0.1 or more."""
     import numpy as np
 
     cfg = vocoder.mel_config
     frame_rate = cfg.sample_rate / cfg.hop_length
-    wav = torch.from_numpy(np.stack([steady_tone(p, seconds, cfg.sample_rate) for p in pitches]))
+    wav = torch.from_numpy(np.stack([steady_tone(p, seconds, cfg.sample_rate, partials) for p in pitches]))
     device = next((q.device for q in vocoder.parameters()), torch.device("cpu")) if hasattr(vocoder, "parameters") \
         else torch.device("cpu")
     mel = MelFrontend(cfg).to(device)(wav.to(device))

@@ -46,10 +46,14 @@ class VocoderStage(Stage):
     name = "vocoder"
 
     def __init__(self, vocoder: nn.Module, loss: VocoderLossConfig | None = None, valid_dataset=None,
-                 eval_items: int = 16, mel_input: nn.Module | None = None):
+                 eval_items: int = 16, mel_input: nn.Module | None = None, mel_input_fraction: float = 1.0):
         """``mel_input``: an optional frozen module mapping the true log-mel [B, n_mels, F] to the vocoder's input
-        (e.g. a VAE round trip, so the vocoder learns to invert the mels it will get at generation time); the losses
-        still compare against the true audio and mel."""
+        (e.g. a VAE round trip, so the vocoder learns to invert the mels it will get at generation time), applied to
+        a random ``mel_input_fraction`` of each batch's items (the rest get the true mel); the losses still compare
+        against the true audio and mel."""
+        if not 0.0 <= mel_input_fraction <= 1.0:
+            raise ValueError(f"VocoderStage: mel_input_fraction={mel_input_fraction} must be in [0, 1]")
+        self.mel_input_fraction = mel_input_fraction
         self.vocoder, self.loss_cfg = vocoder, loss or VocoderLossConfig()
         self.mel_input = mel_input.eval().requires_grad_(False) if mel_input is not None else None
         self.disc = _Discriminators(self.loss_cfg.disc_channels, self.loss_cfg.disc_max_channels) if self.loss_cfg.disc_start >= 0 else None
@@ -75,6 +79,9 @@ class VocoderStage(Stage):
         if self.mel_input is not None:
             with torch.no_grad():
                 inp = self.mel_input.to(wav.device)(mel).float()
+            if self.mel_input_fraction < 1.0:
+                pick = torch.rand(mel.shape[0], 1, 1, device=mel.device) < self.mel_input_fraction
+                inp = torch.where(pick, inp, mel)
         else:
             inp = mel
         fake = ctx.modules.get("vocoder", self.vocoder)(inp).float()  # DDP-wrapped under torchrun

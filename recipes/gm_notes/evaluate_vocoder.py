@@ -1,44 +1,100 @@
-"""python recipes/gm_notes/evaluate_vocoder.py --data data/gm_notes_demo/manifest.jsonl --vocoder runs/vocos_demo/vocoder [--vocoder runs/hifigan_demo/vocoder]
+"""python recipes/gm_notes/evaluate_vocoder.py --data data/gm_notes_fluid/manifest.jsonl --vocoder runs/vocos/vocoder
+    [--vocoder ...] [--vae MODEL/vae] [--judge [FOLDER]]
 
-Table of Griffin-Lim vs trained vocoders on the valid split (the same hash split the training recipes use):
-multi-resolution STFT distance, log-mel L1 (both lower is better) and CPU speed (x real time, higher is better).
+Table of Griffin-Lim vs trained vocoders on the valid split (the same hash split the training recipes use), from real
+mels and, with --vae, from that VAE's reconstructions (what generation feeds the vocoder):
+- MR-STFT distance and log-mel L1 against the real audio (lower is better);
+- pitch: fraction of pitched clips whose YIN f0 (0.1-0.9 s) is within 50 cents of the clip's ``pitch`` label;
+- family accuracy of the GM judge (--judge; default the shipped one), when the clips carry a ``program`` label;
+- modulation depth of steady harmonic tones at half the frame rate and at the frame rate (a buzz; ~0 is clean);
+- CPU speed (x real time, higher is better).
+A "real audio" row gives the ceilings for pitch and family.
 """
 
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from audioldm.data import ClipDataset, load_clips, split_by_hash
-from audioldm.evaluation import real_time_factor
+from audioldm.evaluation import pitch_error_cents, real_time_factor
+from audioldm.evaluation.metrics import steady_tone_modulation
+from audioldm.mel import MelFrontend
 from audioldm.training.vocoder_stage import evaluate_vocoder
+from audioldm.vae import MelVAE
 from audioldm.vocoders import GriffinLimVocoder, load_vocoder
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", required=True)
 p.add_argument("--vocoder", action="append", default=[], help="a trained vocoder folder (repeatable)")
+p.add_argument("--vae", default=None, help="also score on this VAE's reconstructions (posterior mean)")
+p.add_argument("--judge", nargs="?", const="", default="", help="GM judge folder (default: the shipped one)")
+p.add_argument("--no-judge", action="store_true")
 p.add_argument("--valid-fraction", type=float, default=0.1)
 p.add_argument("--max-items", type=int, default=None)
+p.add_argument("--seconds", type=float, default=2.0)
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--out", default=None, help="write the rows as JSON here")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
-models = [("griffin-lim (60 it)", GriffinLimVocoder())] + [(f"{load_vocoder(f).config.__class__.__name__[:-6]}: {f}",
-                                                             load_vocoder(f)) for f in args.vocoder]
+models = [("griffin-lim (60 it, peak fit)", GriffinLimVocoder())]
+models += [(f"{load_vocoder(f).config.__class__.__name__[:-6]}: {f}", load_vocoder(f)) for f in args.vocoder]
 mel_cfg = models[-1][1].mel_config
 for name, m in models:
     mel_cfg.check_same(m.mel_config, f"{name} and the evaluation data")
 _, valid = split_by_hash(load_clips(args.data), args.valid_fraction)
-ds = ClipDataset(valid, mel_cfg, 2.0)
-mel = ds[0]["mel"][None]
-rows = []
-for name, m in models:
-    r = evaluate_vocoder(m, ds, "cpu", args.max_items)
+valid = valid[:args.max_items] if args.max_items else valid
+ds = ClipDataset(valid, mel_cfg, args.seconds)
+items = [ds[i] for i in range(len(ds))]
+wav = torch.stack([it["wav"] for it in items])
+mel = torch.stack([it["mel"] for it in items])
+programs = [int(c.labels["program"]) if "program" in c.labels else None for c in valid]
+pitched = [i for i, c in enumerate(valid) if "pitch" in c.labels and programs[i] != 128]
+judge = None
+if not args.no_judge and all(q is not None for q in programs):
+    from audioldm.evaluation.gm_judge import load_gm_judge
+    judge = load_gm_judge(args.judge or None)
+sr = mel_cfg.sample_rate
+
+
+def scores(audio: np.ndarray) -> dict:
+    """Pitch and judge family accuracy of waveforms [N, T] of the valid clips."""
+    out = {"pitch_50c": float(np.mean([abs(pitch_error_cents(audio[i], sr, valid[i].labels["pitch"])) <= 50
+                                       for i in pitched])) if pitched else float("nan")}
+    if judge is not None:
+        m = MelFrontend(mel_cfg)(torch.from_numpy(np.ascontiguousarray(audio)))
+        out["family"] = judge.score(m, programs)["family_accuracy"]
+    return out
+
+
+inputs = {"real mels": mel}
+if args.vae:
+    vae = MelVAE.from_pretrained(args.vae).eval()
     with torch.no_grad():
-        rtf = real_time_factor(lambda: m(mel), mel.shape[-1] * mel_cfg.hop_length / mel_cfg.sample_rate)
-    rows.append({"vocoder": name, "mrstft": round(r["mrstft"], 4), "logmel_l1": round(r["logmel_l1"], 4),
-                 "x_real_time_cpu": round(1 / rtf, 1), "items": r["items"]})
-print("| vocoder | MR-STFT | log-mel L1 | x real time (CPU) |\n|---|---|---|---|")
+        inputs["VAE reconstructions"] = torch.cat([vae(mel[s:s + 16], sample=False)[0] for s in range(0, len(mel), 16)])
+rows = [{"vocoder": "real audio", "input": "-", **scores(wav.numpy())}]
+for name, m in models:
+    with torch.no_grad():
+        rtf = real_time_factor(lambda: m(mel[:1]), mel.shape[-1] * mel_cfg.hop_length / sr)
+        mod = steady_tone_modulation(m)
+    for inp_name, inp in inputs.items():
+        with torch.no_grad():
+            audio = torch.cat([m(inp[s:s + 8]).float()[:, :wav.shape[-1]] for s in range(0, len(inp), 8)])
+        r = evaluate_vocoder(m, [{"wav": w, "mel": x} for w, x in zip(wav, inp)], "cpu")
+        rows.append({"vocoder": name, "input": inp_name, "mrstft": round(r["mrstft"], 4),
+                     "logmel_l1": round(r["logmel_l1"], 4), **scores(audio.numpy()),
+                     "mod_half_frame_rate": round(mod["half_frame_rate"], 4),
+                     "mod_frame_rate": round(mod["frame_rate"], 4), "x_real_time_cpu": round(1 / rtf, 1),
+                     "items": len(valid)})
+print("| vocoder | input | MR-STFT | log-mel L1 | pitch ±50 c | family (judge) | mod. 50 Hz | mod. 100 Hz | x real time |")
+print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['vocoder']} | {r['mrstft']:.4f} | {r['logmel_l1']:.4f} | {r['x_real_time_cpu']} |")
-print(json.dumps(rows))
+    f = lambda k, fmt: (fmt.format(r[k]) if k in r and r[k] == r[k] else "–")  # noqa: E731
+    print(f"| {r['vocoder']} | {r['input']} | {f('mrstft', '{:.3f}')} | {f('logmel_l1', '{:.3f}')} | "
+          f"{f('pitch_50c', '{:.1%}')} | {f('family', '{:.1%}')} | {f('mod_half_frame_rate', '{:.3f}')} | "
+          f"{f('mod_frame_rate', '{:.3f}')} | {f('x_real_time_cpu', '{}')} |")
+if args.out:
+    from audioldm.config import save_json_atomic
+    save_json_atomic(args.out, rows)

@@ -4,6 +4,11 @@ Assemble trained parts into one model folder (model_index.json + vae/ unet/ cond
 ``AudioLDM.from_pretrained`` and the CLI. For a label model the conditioner is set to read text prompts too: note
 names for pitch (C4 = 60), velocity words (soft / medium / loud), instrument names. ``--fp16`` stores the weights as
 float16 (they load as float32). Prints the folder size.
+
+--base MODEL takes every part not given (VAE, U-Net + conditioner + schedule, vocoder) from an existing model folder,
+e.g. to swap the shipped model's vocoder:
+  python recipes/gm_notes/package.py --base audioldm/pretrained/gm-notes --vocoder runs/vocos_fluid/vocoder \
+      --out audioldm/pretrained/gm-notes --fp16 --overwrite
 """
 
 import argparse
@@ -22,22 +27,32 @@ from audioldm.vae import MelVAE
 from audioldm.vocoders import GriffinLimVocoder, load_vocoder
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--vae", required=True)
-p.add_argument("--ldm", required=True, help="run dir of train_ldm.py (unet/, conditioner/, schedule.json)")
-p.add_argument("--vocoder", required=True, help="trained vocoder folder, or 'griffinlim'")
+p.add_argument("--base", default=None, help="model folder to take the parts not given from")
+p.add_argument("--vae", default=None)
+p.add_argument("--ldm", default=None, help="run dir of train_ldm.py (unet/, conditioner/, schedule.json)")
+p.add_argument("--vocoder", default=None, help="trained vocoder folder, or 'griffinlim'")
 p.add_argument("--out", required=True)
 p.add_argument("--name", default="gm-notes-demo")
-p.add_argument("--duration", type=float, default=1.28, help="default generation length (seconds)")
-p.add_argument("--steps", type=int, default=25)
-p.add_argument("--guidance", type=float, default=3.0)
-p.add_argument("--sampler", default="dpmpp_2m")
+p.add_argument("--duration", type=float, default=None, help="default generation length (seconds; 1.28, or --base's)")
+p.add_argument("--steps", type=int, default=None)
+p.add_argument("--guidance", type=float, default=None)
+p.add_argument("--sampler", default=None)
 p.add_argument("--fp16", action="store_true")
 p.add_argument("--overwrite", action="store_true")
 args = p.parse_args()
-run = Path(args.ldm)
-
-cond = load_conditioner(run / "conditioner")
-if isinstance(cond, LabelConditioner):  # let the label model read prompts too
+base = None
+if args.base:
+    base = AudioLDM.from_pretrained(args.base)
+missing = [f"--{k}" for k in ("vae", "ldm", "vocoder") if getattr(args, k) is None]
+if missing and base is None:
+    p.error(f"{', '.join(missing)} required without --base")
+if args.ldm is None:
+    cond, unet, schedule = base.conditioner, base.unet, base.schedule
+else:
+    run = Path(args.ldm)
+    cond = load_conditioner(run / "conditioner")
+    unet, schedule = UNet.from_pretrained(run / "unet"), NoiseSchedule(load_config(ScheduleConfig, run / "schedule.json"))
+if isinstance(cond, LabelConditioner) and args.ldm is not None:  # let the label model read prompts too
     for f in cond.config.fields:
         if f.name == "pitch":
             f.note_names = True
@@ -46,10 +61,15 @@ if isinstance(cond, LabelConditioner):  # let the label model read prompts too
                                            ("moderate", 80), ("loud", 120), ("strong", 120), ("forte", 120)]
                          if f.low <= v <= f.high}
     cond.config.parse_prompts = True
-vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
-pipe = AudioLDM(MelVAE.from_pretrained(args.vae), UNet.from_pretrained(run / "unet"),
-                NoiseSchedule(load_config(ScheduleConfig, run / "schedule.json")), cond, vocoder,
-                GenerationDefaults(args.duration, args.steps, args.guidance, args.sampler), name=args.name)
+if args.vocoder is None:
+    vocoder = base.vocoder
+else:
+    vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
+vae = base.vae if args.vae is None else MelVAE.from_pretrained(args.vae)
+d = base.defaults if base is not None else GenerationDefaults(1.28, 25, 3.0, "dpmpp_2m")
+defaults = GenerationDefaults(*(getattr(d, k) if getattr(args, k) is None else getattr(args, k)
+                                for k in ("duration", "steps", "guidance", "sampler")))
+pipe = AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=args.name, info=getattr(base, "info", None))
 out = pipe.save_pretrained(args.out, overwrite=args.overwrite, dtype=torch.float16 if args.fp16 else None)
 size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
 print(json.dumps({"model": str(out), "size_MB": round(size / 2 ** 20, 2), "conditioning": cond.describe()

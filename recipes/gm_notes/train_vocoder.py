@@ -53,6 +53,8 @@ p.add_argument("--resume", action="store_true")
 p.add_argument("--init", default=None, help="start from this trained vocoder folder (fine-tuning)")
 p.add_argument("--vae", default=None, help="train on this VAE's reconstructions of the mels (what generation feeds "
                                            "the vocoder); losses still use the true audio")
+p.add_argument("--vae-fraction", type=float, default=1.0,
+               help="with --vae: the fraction of each batch fed the VAE's reconstructions (the rest real mels)")
 p.add_argument("--no-progress", action="store_true")
 args = p.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -96,7 +98,8 @@ cfg = TrainConfig(run_dir=args.run_dir, max_steps=args.steps, batch_size=args.ba
                   device=args.device, resume=args.resume, progress=not args.no_progress)
 loss = VocoderLossConfig(disc_start=args.disc_start, disc_channels=args.disc_channels,
                          disc_max_channels=args.disc_max_channels, stft_weight=args.stft_weight)
-trainer = Trainer(cfg, VocoderStage(vocoder, loss, valid_ds, mel_input=mel_input), train_ds, collate_clips)
+trainer = Trainer(cfg, VocoderStage(vocoder, loss, valid_ds, mel_input=mel_input,
+                                                 mel_input_fraction=args.vae_fraction), train_ds, collate_clips)
 t0 = time.time()
 trainer.fit()
 minutes = (time.time() - t0) / 60
