@@ -12,7 +12,6 @@ A "real audio" row gives the ceilings for pitch and family.
 """
 
 import argparse
-import json
 
 import numpy as np
 import torch
