@@ -3,9 +3,9 @@
 #
 # Reproduce the shipped GM-notes model from scratch on CPU (or GPU when present): render the data, train the VAE and
 # the label-conditioned U-Net, assemble the model folder (fp16, Griffin-Lim vocoder) into audioldm/pretrained/gm-notes,
-# evaluate it and export the samples/ gallery. WITH_VOCOS=1 also trains the Vocos-style vocoder (and its fine-tune on
-# VAE reconstructions) that the README compares against Griffin-Lim; it is not shipped (see README: it scores lower
-# on pitch). Every step is one recipe command; each training step resumes if its run directory holds checkpoints.
+# evaluate it (the 8-instrument classifier, then the GM judge's stage decomposition) and export the samples/ gallery.
+# WITH_VOCOS=1 also trains the Vocos-style vocoder that the README compares against Griffin-Lim; it is not shipped
+# (see README: it scores lower on pitch and family). Every step is one recipe command; each training step resumes if its run directory holds checkpoints.
 #
 # Training data is rendered from FluidR3_GM (Debian/Ubuntu: apt-get install fluid-soundfont-gm; or point SOUNDFONT
 # at any .sf2); TimGM6mb (inside the pretty_midi wheel) is kept for evaluation only.
@@ -34,14 +34,14 @@ python $R/prepare.py --preset demo --velocities 60 100 --out $DATA/gm_notes_cls 
 [ -d $RUNS/vae_fluid/vae ] || python $R/train_vae.py --data $DATA/gm_notes_fluid/manifest.jsonl --preset demo \
     --run-dir $RUNS/vae_fluid --steps 1500 $(resume $RUNS/vae_fluid) --no-progress
 
-# 3. (WITH_VOCOS=1) vocoder: Vocos-style demo (1.56M), mel L1 + MR-STFT, then fine-tuned on VAE reconstructions
+# 3. (WITH_VOCOS=1) vocoder: Vocos-style demo (1.56M, phase-advance head), mel L1 + MR-STFT, MPD/MRD from step 1500,
+#    half of each batch fed the VAE's reconstructions; not shipped yet (README: "Why Vocos buzzed")
 if [ "${WITH_VOCOS:-0}" = 1 ]; then
 [ -d $RUNS/vocos_fluid/vocoder ] || python $R/train_vocoder.py --data $DATA/gm_notes_fluid/manifest.jsonl \
-    --model vocos --preset demo --run-dir $RUNS/vocos_fluid --steps 4000 --lr 1e-3 --disc-start -1 \
-    $(resume $RUNS/vocos_fluid) --no-progress
-[ -d $RUNS/vocos_fluid_ft/vocoder ] || python $R/train_vocoder.py --data $DATA/gm_notes_fluid/manifest.jsonl \
-    --init $RUNS/vocos_fluid/vocoder --vae $RUNS/vae_fluid/vae --run-dir $RUNS/vocos_fluid_ft --steps 1000 \
-    --lr 2e-4 --warmup 50 --disc-start -1 $(resume $RUNS/vocos_fluid_ft) --no-progress
+    --model vocos --preset demo --run-dir $RUNS/vocos_fluid --steps 3000 --lr 1e-3 --disc-start 1500 \
+    --vae $RUNS/vae_fluid/vae --vae-fraction 0.5 $(resume $RUNS/vocos_fluid) --no-progress
+python $R/evaluate_vocoder.py --data $DATA/gm_notes_fluid/manifest.jsonl --vocoder $RUNS/vocos_fluid/vocoder \
+    --vae $RUNS/vae_fluid/vae
 fi
 
 # 4. U-Net (demo, 4.3M) on cached latents, label conditioning, one cosine schedule
@@ -56,4 +56,6 @@ python $R/evaluate.py --classifier-data $DATA/gm_notes_fluid_cls/manifest.jsonl 
     --real $DATA/gm_notes_fluid/manifest.jsonl --table
 python $R/evaluate.py --classifier-data $DATA/gm_notes_cls/manifest.jsonl \
     --real $DATA/gm_notes_fluid/manifest.jsonl --table
+python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --gm-judge --skip-own-judge --max-conditions 48 \
+    --seconds 2.0
 audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite --quiet
