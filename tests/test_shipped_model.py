@@ -65,3 +65,29 @@ def test_cli_uses_the_shipped_model(tmp_path, monkeypatch):
     assert main(["generate", "--labels", "instrument=flute", "pitch=67", "velocity=80", "-o", str(out),
                  "--steps", "8", "--quiet"]) == 0
     assert out.stat().st_size > 10000
+
+
+def test_package_base_swaps_one_part(tmp_path):
+    """recipes/gm_notes/package.py --base MODEL --vocoder V writes MODEL with only its vocoder replaced (the
+    generation defaults and every other weight kept), and refuses to run without --base or the three parts."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from audioldm.vocoders import build_vocoder
+    root = Path(__file__).resolve().parents[1]
+    voc = build_vocoder("vocos", "tiny")
+    voc.save_pretrained(tmp_path / "voc")
+    cmd = [sys.executable, str(root / "recipes/gm_notes/package.py"), "--base", str(default_model()),
+           "--vocoder", str(tmp_path / "voc"), "--out", str(tmp_path / "model")]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=root)
+    base, new = AudioLDM.from_pretrained(default_model()), AudioLDM.from_pretrained(tmp_path / "model")
+    assert type(new.vocoder).__name__ == "Vocos" and new.defaults == base.defaults and new.name == base.name
+    for a, b in ((base.unet, new.unet), (base.vae, new.vae), (base.conditioner, new.conditioner)):
+        for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), k
+    bad = subprocess.run(cmd[:2] + ["--vocoder", "griffinlim", "--out", str(tmp_path / "m2")], capture_output=True,
+                         text=True, cwd=root)
+    assert bad.returncode != 0 and "--vae, --ldm required without --base" in bad.stderr
+    assert not (tmp_path / "m2").exists()

@@ -139,3 +139,38 @@ def test_vocos_folders_from_before_the_phase_field_load_as_frame_phase(tmp_path)
     assert build_vocoder("vocos", "tiny").config.phase == "advance"
     with pytest.raises(ValueError, match="phase"):
         dataclasses.replace(VOCOS_PRESETS["tiny"](), phase="absolute")
+
+
+@pytest.mark.parametrize("fraction,expect", [(0.0, 0), (1.0, 16), (0.5, None)])
+def test_vocoder_stage_feeds_a_fraction_of_the_batch_through_mel_input(fraction, expect):
+    """VocoderStage(mel_input=VAE round trip, mel_input_fraction=p): that share of the batch's items reaches the
+    vocoder transformed, the rest as the true mel; the loss always compares with the true mel."""
+    from types import SimpleNamespace
+
+    class Shift(torch.nn.Module):  # stands in for the VAE round trip: a visible, known change
+        def forward(self, mel):
+            return mel + 100.0
+
+    seen = []
+
+    class Recording(torch.nn.Module):
+        mel_config = build_vocoder("vocos", "tiny").mel_config
+
+        def forward(self, mel):
+            seen.append(mel.detach().clone())
+            return torch.zeros(mel.shape[0], mel.shape[-1] * 160, requires_grad=True)
+
+    torch.manual_seed(0)
+    voc = Recording()
+    stage = VocoderStage(voc, VocoderLossConfig(disc_start=-1), mel_input=Shift(), mel_input_fraction=fraction)
+    mel = torch.randn(16, 64, 10) - 5
+    ctx = SimpleNamespace(step=0, modules={"vocoder": voc})
+    name, loss, _ = next(stage.train_step({"wav": torch.zeros(16, 1600), "mel": mel}, ctx))
+    shifted = int(((seen[0] - mel).abs().mean(dim=(1, 2)) > 50).sum())
+    assert torch.isfinite(loss) and name == "vocoder"
+    if expect is None:
+        assert 3 <= shifted <= 13  # about half of 16
+    else:
+        assert shifted == expect
+    with pytest.raises(ValueError, match="mel_input_fraction"):
+        VocoderStage(voc, VocoderLossConfig(disc_start=-1), mel_input=Shift(), mel_input_fraction=1.5)
