@@ -20,18 +20,23 @@ class NoteClassifierConfig:
     n_mels: int = 64
 
 
+def conv_trunk(channels: list[int]) -> nn.Sequential:
+    """Conv-BN-ReLU-maxpool blocks over a log-mel image [B, 1, n_mels, F], one per entry of ``channels``."""
+    layers, ch = [], 1
+    for out in channels:
+        layers += [nn.Conv2d(ch, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
+        ch = out
+    return nn.Sequential(*layers)
+
+
 class NoteClassifier(nn.Module):
     def __init__(self, config: NoteClassifierConfig):
         super().__init__()
         self.config = c = config
         if not c.classes:
             raise ValueError("NoteClassifierConfig.classes is empty")
-        layers, ch = [], 1
-        for out in c.channels:  # conv-BN-ReLU-pool blocks over (mel, time)
-            layers += [nn.Conv2d(ch, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
-            ch = out
-        self.features = nn.Sequential(*layers)
-        self.embed = nn.Linear(ch, c.embed_dim)
+        self.features = conv_trunk(c.channels)
+        self.embed = nn.Linear(c.channels[-1], c.embed_dim)
         self.head = nn.Linear(c.embed_dim, len(c.classes))
 
     def embedding(self, mel: torch.Tensor) -> torch.Tensor:

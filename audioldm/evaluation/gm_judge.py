@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .classifier import conv_trunk
+
 __all__ = ["FAMILIES", "PROGRAMS", "JudgeConfig", "JudgeNet", "train_judge", "GMJudge", "load_gm_judge",
            "default_gm_judge", "family_of", "program_class", "gm_decomposition", "decomposition_table"]
 
@@ -68,12 +70,8 @@ class JudgeNet(nn.Module):
     def __init__(self, config: JudgeConfig | None = None):
         super().__init__()
         self.config = c = config or JudgeConfig()
-        layers, ch = [], 1
-        for out in c.channels:
-            layers += [nn.Conv2d(ch, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
-            ch = out
-        self.features = nn.Sequential(*layers)
-        self.embed = nn.Linear(2 * ch, c.embed_dim)
+        self.features = conv_trunk(c.channels)
+        self.embed = nn.Linear(2 * c.channels[-1], c.embed_dim)
         self.family_head = nn.Linear(c.embed_dim, len(c.families))
         self.program_head = nn.Linear(c.embed_dim, len(c.programs))
 

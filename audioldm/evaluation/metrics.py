@@ -109,8 +109,7 @@ def steady_tone_modulation(vocoder, pitches=(36, 40, 45, 48, 55, 60), seconds: f
     cfg = vocoder.mel_config
     frame_rate = cfg.sample_rate / cfg.hop_length
     wav = torch.from_numpy(np.stack([steady_tone(p, seconds, cfg.sample_rate, partials) for p in pitches]))
-    device = next((q.device for q in vocoder.parameters()), torch.device("cpu")) if hasattr(vocoder, "parameters") \
-        else torch.device("cpu")
+    device = next((t.device for t in [*vocoder.parameters(), *vocoder.buffers()]), torch.device("cpu"))
     mel = MelFrontend(cfg).to(device)(wav.to(device))
     out = vocoder(mel).float().cpu().numpy()
     depths = np.array([envelope_modulation(y, cfg.sample_rate, (frame_rate / 2, frame_rate), start=0.2,

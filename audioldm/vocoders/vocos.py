@@ -11,8 +11,9 @@ Phase (``VocosConfig.phase``):
   so on a steady note (identical mel frames) it predicts identical frames, and identical overlap-added frames repeat
   every hop: the output is periodic at the frame rate (100 Hz for hop 160), whatever note was asked for. A steady
   sinusoid of frequency f needs its phase to advance by 2 pi f hop / sr per frame, which a shift-invariant network
-  can only fake from ripples in its input; what it learns instead is a buzz at the frame rate or half of it (the
-  50 Hz modulation measured in README).
+  can only fake from ripples in its input; what it learns instead is a buzz at the frame rate (README, "Why Vocos
+  buzzed": the 50 Hz modulation measured there after GAN training is a different fault, two low partials 50 Hz
+  apart).
 - ``"advance"`` (the default): the phase is a predicted offset plus the running sum over frames of a per-frame phase
   advance. Each bin's advance is its centre's own, 2 pi m hop / n_fft for bin m, plus a deviation: the phase-gradient
   heuristic's estimate from the predicted log-magnitude's slope across bins (Prusa et al. 2017: for a Gaussian
