@@ -93,11 +93,14 @@ def test_decomposition_runs_on_the_shipped_model(judge, tmp_path):
     render_grid(NoteGrid(programs=[0, 73], pitches=[62, 69], velocities=[80]), tmp_path / "notes")
     clips = read_manifest(tmp_path / "notes" / "manifest.jsonl")
     fields = [f.name for f in pipe.conditioner.config.fields]
-    rep = gm_decomposition(pipe, clips, set(), judge, 1.28, fields, per_condition=1, max_conditions=3)
+    rep = gm_decomposition(pipe, clips[:3], set(), judge, 1.28, fields, per_condition=1, max_conditions=3,
+                           seen_clips=clips[3:])
     rows = rep["rows"]
-    assert list(rows)[:4] == ["real (held-out)", "real -> vocoder", "real -> VAE -> vocoder",
-                              "generated (all held-out conditions)"]
+    assert list(rows) == ["real (held-out)", "real -> vocoder", "real -> VAE -> vocoder",
+                          "generated (all held-out conditions)", "generated (unseen combinations)",
+                          "generated (training combinations)"]
     assert rep["conditions"] == 3 and rows["generated (all held-out conditions)"]["n"] == 3
+    assert rep["training_conditions"] == 1 and rows["generated (training combinations)"]["n"] == 1
     assert rows["real (held-out)"]["frechet_to_real"] == pytest.approx(0.0, abs=1e-6)
     assert rows["real (held-out)"]["pitch_within_50_cents"] >= 2 / 3  # TimGM6mb renders at their pitch
     assert rows["real -> VAE -> vocoder"]["frechet_to_real"] > 0

@@ -91,3 +91,27 @@ def test_package_base_swaps_one_part(tmp_path):
                          text=True, cwd=root)
     assert bad.returncode != 0 and "--vae, --ldm required without --base" in bad.stderr
     assert not (tmp_path / "m2").exists()
+
+
+def test_package_takes_the_trained_clip_length(tmp_path):
+    """package.py --ldm RUN: the default duration is the clip length the U-Net was trained on (RUN/training.json,
+    written by train_ldm.py), unless --duration says otherwise."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run = tmp_path / "ldm"
+    run.mkdir()
+    for part in ("unet", "conditioner"):
+        shutil.copytree(MODEL / part, run / part)
+    (run / "schedule.json").write_text(json.dumps(json.loads((MODEL / "model_index.json").read_text())["schedule"]))
+    (run / "training.json").write_text(json.dumps({"clip_seconds": 1.6}))
+    cmd = [sys.executable, str(root / "recipes/gm_notes/package.py"), "--vae", str(MODEL / "vae"), "--ldm", str(run),
+           "--vocoder", "griffinlim"]
+    subprocess.run(cmd + ["--out", str(tmp_path / "m")], check=True, capture_output=True, cwd=root)
+    subprocess.run(cmd + ["--out", str(tmp_path / "m2"), "--duration", "0.96"], check=True, capture_output=True,
+                   cwd=root)
+    assert AudioLDM.from_pretrained(tmp_path / "m").defaults.duration == 1.6
+    assert AudioLDM.from_pretrained(tmp_path / "m2").defaults.duration == 0.96

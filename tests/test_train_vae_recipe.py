@@ -87,3 +87,20 @@ def test_recipe_refuses_existing_run_without_resume(tiny_notes, tmp_path):
     r = subprocess.run([sys.executable, RECIPE, *args(data, tmp_path / "r", 2)], capture_output=True, text=True,
                        env=env())
     assert r.returncode != 0 and "--resume" in r.stderr
+
+
+def test_architecture_flags_override_the_preset(tiny_notes, tmp_path):
+    """--ch / --ch-mult / --num-res-blocks / --z-channels (the VAE sweep) change the saved config; an impossible
+    combination is refused with the config's own message before training."""
+    data = tiny_notes[0] / "manifest.jsonl"
+    flags = ["--ch", "16", "--ch-mult", "1", "2", "--num-res-blocks", "2", "--z-channels", "3"]
+    res = subprocess.run([sys.executable, RECIPE, *args(data, tmp_path / "a", 2), *flags], capture_output=True,
+                         text=True, env=env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    cfg = json.loads((tmp_path / "a" / "vae" / "config.json").read_text())
+    assert (cfg["ch"], cfg["ch_mult"], cfg["num_res_blocks"], cfg["z_channels"]) == (16, [1, 2], 2, 3)
+    assert json.loads(res.stdout)["z_channels"] == 3
+    bad = subprocess.run([sys.executable, RECIPE, *args(data, tmp_path / "b", 2), "--ch", "6"], capture_output=True,
+                         text=True, env=env())
+    assert bad.returncode != 0 and "VAEConfig.ch=6 must be a multiple of norm_groups=4" in bad.stderr
+    assert not (tmp_path / "b" / "vae").exists()

@@ -89,7 +89,9 @@ class NoteGrid:
 
 GRID_PRESETS = {
     "tiny": NoteGrid(programs=[0, 40, 56, 73], pitches=[48, 52, 55, 60, 64, 67, 72, 76], velocities=[100]),
-    "demo": NoteGrid(programs=[0, 12, 19, 24, 40, 56, 71, 73], pitches=list(range(48, 84)), velocities=[40, 80, 120]),
+    # 2.08 s: onset to the end of the release tail, and 52 latent frames (the demo U-Net needs a multiple of 4)
+    "demo": NoteGrid(programs=[0, 12, 19, 24, 40, 56, 71, 73], pitches=list(range(48, 84)), velocities=[40, 80, 120],
+                     clip_seconds=2.08),
     "full": NoteGrid(programs=list(range(128)), pitches=None, velocities=[25, 50, 75, 100, 127],
                      drum_keys=list(range(35, 82))),
 }

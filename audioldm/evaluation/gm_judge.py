@@ -198,58 +198,83 @@ def _pitch_ok(wavs: np.ndarray, sample_rate: int, pitches: list, programs: list,
     return float(np.mean([e <= cents for e in errs])) if errs else math.nan
 
 
+def _conditions(clips, fields: list[str], limit: int, rng) -> tuple[list[str], dict]:
+    """One clip per distinct label combination (JSON key -> (labels, clip)), at most ``limit`` keys drawn by ``rng``."""
+    conds: dict = {}
+    for c in clips:
+        labels = {k: c.labels[k] for k in fields if k in c.labels}
+        conds.setdefault(json.dumps(labels, sort_keys=True), (labels, c))
+    keys = sorted(conds)
+    if len(keys) > limit:
+        keys = sorted(keys[i] for i in rng.choice(len(keys), limit, replace=False))
+    return keys, conds
+
+
+def _generate(pipe, keys, conds, per_condition: int, seconds: float, seed: int):
+    """``per_condition`` generations of each combination: (audio [N, T], programs, pitches, keys), one per clip."""
+    gen, gp, gq, gk = [], [], [], []
+    for k in keys:
+        labels, c = conds[k]
+        res = pipe.generate(labels=labels, num_per_prompt=per_condition, seed=seed, duration=seconds, progress=False)
+        gen.append(res.audio)
+        gp += [int(c.labels["program"])] * len(res.audio)
+        gq += [int(c.labels["pitch"])] * len(res.audio)
+        gk += [k] * len(res.audio)
+    return np.concatenate(gen), gp, gq, gk
+
+
 def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: float, fields: list[str],
-                     per_condition: int = 2, max_conditions: int = 32, seed: int = 0) -> dict:
+                     per_condition: int = 2, max_conditions: int = 32, seed: int = 0, seen_clips=None) -> dict:
     """The stage decomposition of a GM-note label model on held-out clips (labels ``program`` and ``pitch``),
-    judged by ``judge``: real -> vocoder -> VAE + vocoder -> generated (all, seen, unseen label combinations).
-    Rows: family and program accuracy, pitch within 50 cents, FD of the judge's embeddings to the real clips'."""
+    judged by ``judge``: real -> vocoder -> VAE + vocoder -> generated (all held-out conditions, and those of them
+    whose label combination is in ``seen`` / not in it). ``seen_clips`` (the U-Net's training clips) adds the row
+    "generated (training combinations)": up to ``max_conditions`` combinations the U-Net was trained on, its FD taken
+    to those training clips. Rows: family and program accuracy, pitch within 50 cents, FD of the judge's embeddings
+    to the real clips'."""
     from ..data import ClipDataset
     from .classifier import frechet_distance
     from .report import vocode
 
     rng = np.random.default_rng(seed)
-    conds: dict = {}
-    for c in heldout_clips:
-        labels = {k: c.labels[k] for k in fields if k in c.labels}
-        conds.setdefault(json.dumps(labels, sort_keys=True), (labels, c))
-    keys = sorted(conds)
-    if len(keys) > max_conditions:
-        keys = sorted(keys[i] for i in rng.choice(len(keys), max_conditions, replace=False))
+    keys, conds = _conditions(heldout_clips, fields, max_conditions, rng)
     clips = [conds[k][1] for k in keys]
-    ds = ClipDataset(clips, pipe.mel_config, seconds)
-    items = [ds[i] for i in range(len(ds))]
-    real_wav = np.stack([it["wav"].numpy() for it in items])
-    real_mel = torch.stack([it["mel"] for it in items])
+
+    def real(cl):
+        ds = ClipDataset(cl, pipe.mel_config, seconds)
+        items = [ds[i] for i in range(len(ds))]
+        return np.stack([it["wav"].numpy() for it in items]), torch.stack([it["mel"] for it in items])
+
+    real_wav, real_mel = real(clips)
     progs = [int(c.labels["program"]) for c in clips]
     pitches = [int(c.labels["pitch"]) for c in clips]
     sr = pipe.sample_rate
-    stage_wavs = {"real (held-out)": (real_wav, progs, pitches, [True] * len(keys))}
-    stage_wavs["real -> vocoder"] = (vocode(pipe, real_mel, False).numpy(), progs, pitches, [True] * len(keys))
-    stage_wavs["real -> VAE -> vocoder"] = (vocode(pipe, real_mel, True).numpy(), progs, pitches, [True] * len(keys))
-    gen, gp, gq, gs = [], [], [], []
-    for k, c in zip(keys, clips):
-        res = pipe.generate(labels=conds[k][0], num_per_prompt=per_condition, seed=seed, duration=seconds,
-                            progress=False)
-        gen.append(res.audio)
-        gp += [int(c.labels["program"])] * len(res.audio)
-        gq += [int(c.labels["pitch"])] * len(res.audio)
-        gs += [k in seen] * len(res.audio)
-    gen = np.concatenate(gen)
-    stage_wavs["generated (all held-out conditions)"] = (gen, gp, gq, gs)
+    stage_wavs = {"real (held-out)": (real_wav, progs, pitches, real_mel)}
+    stage_wavs["real -> vocoder"] = (vocode(pipe, real_mel, False).numpy(), progs, pitches, real_mel)
+    stage_wavs["real -> VAE -> vocoder"] = (vocode(pipe, real_mel, True).numpy(), progs, pitches, real_mel)
+    gen, gp, gq, gk = _generate(pipe, keys, conds, per_condition, seconds, seed)
+    stage_wavs["generated (all held-out conditions)"] = (gen, gp, gq, real_mel)
     for flag, name in ((True, "generated (seen combinations)"), (False, "generated (unseen combinations)")):
-        idx = [i for i, s in enumerate(gs) if s == flag]
+        idx = [i for i, k in enumerate(gk) if (k in seen) == flag]
         if idx:
-            stage_wavs[name] = (gen[idx], [gp[i] for i in idx], [gq[i] for i in idx], [flag] * len(idx))
-    real_emb = judge.embed(real_mel)
-    rows = {}
-    for name, (w, p_, q_, _) in stage_wavs.items():
+            stage_wavs[name] = (gen[idx], [gp[i] for i in idx], [gq[i] for i in idx], real_mel)
+    n_train = 0
+    if seen_clips:
+        tkeys, tconds = _conditions(seen_clips, fields, max_conditions, rng)
+        n_train = len(tkeys)
+        tw, tp, tq, _ = _generate(pipe, tkeys, tconds, per_condition, seconds, seed)
+        stage_wavs["generated (training combinations)"] = (tw, tp, tq, real([tconds[k][1] for k in tkeys])[1])
+    rows, ref_emb = {}, {}
+    for name, (w, p_, q_, ref) in stage_wavs.items():
         mels = pipe.frontend(torch.from_numpy(np.ascontiguousarray(w)).to(pipe.device)).cpu()[..., :real_mel.shape[-1]]
         row = judge.score(mels, p_)
         row["pitch_within_50_cents"] = _pitch_ok(w, sr, q_, p_)
-        row["frechet_to_real"] = frechet_distance(judge.embed(mels), real_emb)
+        if id(ref) not in ref_emb:
+            ref_emb[id(ref)] = judge.embed(ref)
+        row["frechet_to_real"] = frechet_distance(judge.embed(mels), ref_emb[id(ref)])
         rows[name] = row
     return {"judge": judge.info.get("soundfonts"), "conditions": len(keys), "per_condition": per_condition,
-            "unseen_conditions": sum(k not in seen for k in keys), "seconds": seconds, "rows": rows}
+            "unseen_conditions": sum(k not in seen for k in keys), "training_conditions": n_train,
+            "seconds": seconds, "rows": rows}
 
 
 def decomposition_table(rep: dict) -> str:

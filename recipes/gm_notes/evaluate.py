@@ -43,7 +43,7 @@ p.add_argument("--seeds", type=int, default=2)
 p.add_argument("--steps", type=int, default=None)
 p.add_argument("--guidance", type=float, default=None)
 p.add_argument("--sampler", default=None)
-p.add_argument("--seconds", type=float, default=1.28)
+p.add_argument("--seconds", type=float, default=None, help="clip length (default: the model's default duration)")
 p.add_argument("--classifier-steps", type=int, default=600)
 p.add_argument("--classifier-seed", type=int, default=0)
 p.add_argument("--threads", type=int, default=2)
@@ -53,6 +53,7 @@ torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
 pipe = AudioLDM.from_pretrained(args.model or default_model())
+args.seconds = args.seconds or pipe.defaults.duration
 if args.vocoder:
     if args.vocoder.startswith("griffinlim"):
         n_iter = int(args.vocoder.partition(":")[2] or GriffinLimConfig.n_iter)

@@ -1,11 +1,13 @@
 """python recipes/gm_notes/evaluate_vocoder.py --data data/gm_notes_fluid/manifest.jsonl --vocoder runs/vocos/vocoder
-    [--vocoder ...] [--vae MODEL/vae] [--judge [FOLDER]]
+    [--vocoder ...] [--vae MODEL/vae [--vae ...]] [--judge [FOLDER]]
 
 Table of Griffin-Lim vs trained vocoders on the valid split (the same hash split the training recipes use), from real
-mels and, with --vae, from that VAE's reconstructions (what generation feeds the vocoder):
-- MR-STFT distance and log-mel L1 against the real audio (lower is better);
+mels and, with --vae (repeatable: the VAE sweep), from each VAE's reconstructions (what generation feeds the vocoder):
+- VAE mel L1: the reconstruction's log-mel L1 to the real mel, in the mel domain (before any vocoder);
+- MR-STFT distance and log-mel L1 of the vocoded audio against the real audio (lower is better);
 - pitch: fraction of pitched clips whose YIN f0 (0.1-0.9 s) is within 50 cents of the clip's ``pitch`` label;
-- family accuracy of the GM judge (--judge; default the shipped one), when the clips carry a ``program`` label;
+- family and program accuracy of the GM judge (--judge; default the shipped one), and the Frechet distance of its
+  embeddings to the real clips', when the clips carry a ``program`` label;
 - modulation depth of steady pure tones (MIDI 36-60) at half the frame rate and at the frame rate (a buzz;
   ~0 is clean; audioldm.evaluation.metrics.steady_tone_modulation);
 - CPU speed (x real time, higher is better).
@@ -18,7 +20,13 @@ import numpy as np
 import torch
 
 from audioldm.data import ClipDataset, load_clips, split_by_hash
-from audioldm.evaluation import logmel_l1, mrstft_distance, pitch_error_cents, real_time_factor
+from audioldm.evaluation import (
+    logmel_l1,
+    mrstft_distance,
+    pitch_error_cents,
+    real_time_factor,
+)
+from audioldm.evaluation.classifier import frechet_distance
 from audioldm.evaluation.metrics import steady_tone_modulation
 from audioldm.mel import MelFrontend
 from audioldm.vae import MelVAE
@@ -27,7 +35,8 @@ from audioldm.vocoders import GriffinLimVocoder, load_vocoder
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", required=True)
 p.add_argument("--vocoder", action="append", default=[], help="a trained vocoder folder (repeatable)")
-p.add_argument("--vae", default=None, help="also score on this VAE's reconstructions (posterior mean)")
+p.add_argument("--vae", action="append", default=[], help="also score on this VAE's reconstructions (posterior mean; "
+               "repeatable)")
 p.add_argument("--judge", nargs="?", const="", default="", help="GM judge folder (default: the shipped one)")
 p.add_argument("--no-judge", action="store_true")
 p.add_argument("--valid-fraction", type=float, default=0.1)
@@ -60,19 +69,26 @@ sr = mel_cfg.sample_rate
 
 def scores(audio: np.ndarray) -> dict:
     """Pitch and judge family accuracy of waveforms [N, T] of the valid clips."""
-    out = {"pitch_50c": float(np.mean([abs(pitch_error_cents(audio[i], sr, valid[i].labels["pitch"])) <= 50
+    out: dict = {"pitch_50c": float(np.mean([abs(pitch_error_cents(audio[i], sr, valid[i].labels["pitch"])) <= 50
                                        for i in pitched])) if pitched else float("nan")}
     if judge is not None:
         m = MelFrontend(mel_cfg)(torch.from_numpy(np.ascontiguousarray(audio)))
-        out["family"] = judge.score(m, programs)["family_accuracy"]
+        sc = judge.score(m, programs)
+        out.update(family=sc["family_accuracy"], program=sc["program_accuracy"],
+                   fd=frechet_distance(judge.embed(m), real_emb))
     return out
 
 
-inputs = {"real mels": mel}
-if args.vae:
-    vae = MelVAE.from_pretrained(args.vae).eval()
+inputs, vae_l1 = {"real mels": mel}, {}
+for folder in args.vae:
+    vae = MelVAE.from_pretrained(folder).eval()
+    mel_cfg.check_same(vae.config.mel, f"VAE {folder} and the evaluation data")
     with torch.no_grad():
-        inputs["VAE reconstructions"] = torch.cat([vae(mel[s:s + 16], sample=False)[0] for s in range(0, len(mel), 16)])
+        rec = torch.cat([vae(mel[s:s + 16], sample=False)[0].float() for s in range(0, len(mel), 16)])
+    name = "VAE reconstructions" if len(args.vae) == 1 else f"VAE {folder}"
+    inputs[name], vae_l1[name] = rec, round((rec - mel).abs().mean().item(), 4)
+if judge is not None:
+    real_emb = judge.embed(mel)
 rows = [{"vocoder": "real audio", "input": "-", **scores(wav.numpy())}]
 for name, m in models:
     with torch.no_grad():
@@ -81,17 +97,21 @@ for name, m in models:
     for inp_name, inp in inputs.items():
         with torch.no_grad():
             audio = torch.cat([m(inp[s:s + 8]).float()[:, :wav.shape[-1]] for s in range(0, len(inp), 8)])
-        rows.append({"vocoder": name, "input": inp_name, "mrstft": round(mrstft_distance(audio, wav).mean().item(), 4),
+        vae_row = {"vae_mel_l1": vae_l1[inp_name]} if inp_name in vae_l1 else {}
+        rows.append({"vocoder": name, "input": inp_name, **vae_row,
+                     "mrstft": round(mrstft_distance(audio, wav).mean().item(), 4),
                      "logmel_l1": round(logmel_l1(audio, wav, mel_cfg).mean().item(), 4), **scores(audio.numpy()),
                      "mod_half_frame_rate": round(mod["half_frame_rate"], 4),
                      "mod_frame_rate": round(mod["frame_rate"], 4), "x_real_time_cpu": round(1 / rtf, 1),
                      "items": len(valid)})
-print("| vocoder | input | MR-STFT | log-mel L1 | pitch ±50 c | family (judge) | mod. 50 Hz | mod. 100 Hz | x real time |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| vocoder | input | VAE mel L1 | MR-STFT | log-mel L1 | pitch ±50 c | family (judge) | program | FD to real | "
+      "mod. 50 Hz | mod. 100 Hz | x real time |")
+print("|---" * 12 + "|")
 for r in rows:
     f = lambda k, fmt: (fmt.format(r[k]) if k in r and r[k] == r[k] else "–")  # noqa: E731
-    print(f"| {r['vocoder']} | {r['input']} | {f('mrstft', '{:.3f}')} | {f('logmel_l1', '{:.3f}')} | "
-          f"{f('pitch_50c', '{:.1%}')} | {f('family', '{:.1%}')} | {f('mod_half_frame_rate', '{:.3f}')} | "
+    print(f"| {r['vocoder']} | {r['input']} | {f('vae_mel_l1', '{:.3f}')} | {f('mrstft', '{:.3f}')} | "
+          f"{f('logmel_l1', '{:.3f}')} | {f('pitch_50c', '{:.1%}')} | {f('family', '{:.1%}')} | "
+          f"{f('program', '{:.1%}')} | {f('fd', '{:.1f}')} | {f('mod_half_frame_rate', '{:.3f}')} | "
           f"{f('mod_frame_rate', '{:.3f}')} | {f('x_real_time_cpu', '{}')} |")
 if args.out:
     from audioldm.config import save_json_atomic

@@ -33,7 +33,9 @@ p.add_argument("--ldm", default=None, help="run dir of train_ldm.py (unet/, cond
 p.add_argument("--vocoder", default=None, help="trained vocoder folder, or 'griffinlim'")
 p.add_argument("--out", required=True)
 p.add_argument("--name", default="gm-notes-demo")
-p.add_argument("--duration", type=float, default=None, help="default generation length (seconds; 1.28, or --base's)")
+p.add_argument("--duration", type=float, default=None,
+               help="default generation length (seconds; default: the clip length --ldm was trained on, else "
+                    "--base's, else 1.28)")
 p.add_argument("--steps", type=int, default=None)
 p.add_argument("--guidance", type=float, default=None)
 p.add_argument("--sampler", default=None)
@@ -67,6 +69,9 @@ else:
     vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
 vae = base.vae if args.vae is None else MelVAE.from_pretrained(args.vae)
 d = base.defaults if base is not None else GenerationDefaults(1.28, 25, 3.0, "dpmpp_2m")
+trained = Path(args.ldm or "", "training.json")
+if args.ldm is not None and trained.is_file() and args.duration is None:  # generate what the U-Net was trained on
+    args.duration = float(json.loads(trained.read_text(encoding="utf-8"))["clip_seconds"])
 defaults = GenerationDefaults(*(getattr(d, k) if getattr(args, k) is None else getattr(args, k)
                                 for k in ("duration", "steps", "guidance", "sampler")))
 pipe = AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=args.name, info=getattr(base, "info", None))

@@ -24,7 +24,8 @@ p.add_argument("--out", required=True, help="output folder (audio/ + manifest.js
 p.add_argument("--soundfont", default=None, help=".sf2/.sf3 file (default: TimGM6mb from pretty_midi)")
 p.add_argument("--sample-rate", type=int, default=16000)
 p.add_argument("--gain-db", type=float, default=6.0, help="synth gain; 0 dB gives peaks of only ~0.2")
-p.add_argument("--clip-seconds", type=float, default=None, help="override the preset's clip length (2.0 s)")
+p.add_argument("--clip-seconds", type=float, default=None,
+               help="override the preset's clip length (demo: 2.08 s, others 2.0 s)")
 p.add_argument("--hold-seconds", type=float, default=None, help="override how long the note is held (1.0 s)")
 p.add_argument("--velocities", type=int, nargs="+", default=None, help="override the preset's velocities")
 p.add_argument("--overwrite", action="store_true", help="replace an existing manifest in --out")

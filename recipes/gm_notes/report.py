@@ -8,7 +8,8 @@ combinations, each of which is a single note of the grid, were never seen in U-N
 table (stage decomposition, adherence vs ceiling vs chance, FD vs real-vs-real, memorisation, diversity).
 --gm-judge adds the harder judge's decomposition (audioldm/evaluation/gm_judge.py; default: the shipped judge,
 trained on every GM program from two soundfonts): family and program accuracy, pitch within 50 cents and FD of its
-embeddings, stage by stage, on the same held-out label combinations (unseen in U-Net training).
+embeddings, stage by stage, on the same held-out label combinations (unseen in U-Net training), beside a row of
+generations for combinations the U-Net was trained on (FD to those training clips; --no-training-row drops it).
 """
 
 import argparse
@@ -28,7 +29,7 @@ p.add_argument("--data", required=True, help="the generator's training manifest"
 p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
 p.add_argument("--category", default="instrument")
 p.add_argument("--valid-fraction", type=float, default=0.1, help="as used by train_ldm.py")
-p.add_argument("--seconds", type=float, default=1.28)
+p.add_argument("--seconds", type=float, default=None, help="clip length (default: the model's default duration)")
 p.add_argument("--per-condition", type=int, default=2)
 p.add_argument("--max-conditions", type=int, default=48)
 p.add_argument("--judge-steps", type=int, default=600)
@@ -36,10 +37,13 @@ p.add_argument("--out", default=None, help="write the report JSON here")
 p.add_argument("--gm-judge", nargs="?", const="", default=None, metavar="FOLDER",
                help="also score with the GM judge (no FOLDER: the shipped one)")
 p.add_argument("--skip-own-judge", action="store_true", help="only the GM judge's decomposition")
+p.add_argument("--no-training-row", action="store_true",
+               help="GM judge: skip the row of generations for combinations the U-Net was trained on")
 args = p.parse_args()
 torch.set_num_threads(2)
 
 pipe = AudioLDM.from_pretrained(args.model or default_model())
+args.seconds = args.seconds or pipe.defaults.duration
 fields = [f.name for f in pipe.conditioner.config.fields]
 train, valid = split_by_hash(load_clips(args.data), args.valid_fraction)
 
@@ -53,7 +57,8 @@ seen = {request(c)[0] for c in train}
 if args.gm_judge is not None:
     from audioldm.evaluation.gm_judge import decomposition_table, gm_decomposition, load_gm_judge
     gm = gm_decomposition(pipe, valid, seen, load_gm_judge(args.gm_judge or None), args.seconds, fields,
-                          per_condition=args.per_condition, max_conditions=args.max_conditions)
+                          per_condition=args.per_condition, max_conditions=args.max_conditions,
+                          seen_clips=None if args.no_training_row else train)
     print(decomposition_table(gm))
     if args.skip_own_judge:
         if args.out:

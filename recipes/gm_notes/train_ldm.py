@@ -3,7 +3,8 @@
 Train the conditional U-Net on cached VAE latents with the shared training loop. The cache (RUN_DIR/latents.safetensors)
 is built once from the manifest's training split; training never runs the VAE. Conditioning: `labels` (the manifest's
 instrument / pitch / velocity fields) or `text` (a learned word-level text encoder on the captions, trained jointly).
-Saves RUN_DIR/unet and RUN_DIR/conditioner (EMA weights) and the schedule to RUN_DIR/schedule.json.
+Saves RUN_DIR/unet and RUN_DIR/conditioner (EMA weights), the schedule to RUN_DIR/schedule.json and the clip length
+and settings to RUN_DIR/training.json.
 Multi-process: torchrun --nproc_per_node 2 recipes/gm_notes/train_ldm.py ... ; resume with --resume.
 """
 
@@ -36,8 +37,9 @@ p.add_argument("--conditioning", default="labels", choices=["labels", "text"])
 p.add_argument("--label-fields", nargs="+", default=["instrument", "pitch", "velocity"])
 p.add_argument("--preset", default="demo", choices=sorted(UNET_PRESETS))
 p.add_argument("--run-dir", required=True)
-p.add_argument("--clip-seconds", type=float, default=1.28,
-               help="clip length; latent frames (seconds * 100 / 4) must divide by the U-Net's 2^(levels - 1)")
+p.add_argument("--clip-seconds", type=float, default=2.08,
+               help="clip length (the demo grid's whole note, 2.08 s); latent frames (seconds * 100 / 4) must divide "
+                    "by the U-Net's 2^(levels - 1); written to RUN_DIR/training.json, package.py's default duration")
 p.add_argument("--steps", type=int, default=4000)
 p.add_argument("--batch-size", type=int, default=32)
 p.add_argument("--lr", type=float, default=5e-4)
@@ -108,6 +110,9 @@ if trainer.info.is_main:
     kind = "label_conditioner" if args.conditioning == "labels" else "text_conditioner"
     save_component(run / "conditioner", cond, cond.config, kind, overwrite=True)
     save_json_atomic(run / "schedule.json", config_to_dict(schedule.config))
+    save_json_atomic(run / "training.json", {"clip_seconds": args.clip_seconds, "steps": trainer.step,
+                                             "batch_size": args.batch_size, "lr": args.lr, "data": args.data,
+                                             "conditioning": args.conditioning})
     print(json.dumps({"run_dir": str(run), "steps": trainer.step, "train_minutes": round((time.time() - t0) / 60, 2),
                       "latents": list(latents.mean.shape), "conditioning": args.conditioning,
                       "unet_params_M": round(sum(p.numel() for p in unet.parameters()) / 1e6, 2)}, indent=2))

@@ -7,6 +7,7 @@ Multi-process: torchrun --nproc_per_node 2 recipes/gm_notes/train_vae.py ... ; r
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -24,6 +25,11 @@ from audioldm.vae import VAE_PRESETS, MelVAE
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", required=True, help="manifest (.jsonl/.csv) or audio folder")
 p.add_argument("--preset", default="demo", choices=sorted(VAE_PRESETS))
+p.add_argument("--ch", type=int, default=None, help="override the preset's base channels")
+p.add_argument("--ch-mult", type=int, nargs="+", default=None, help="override the preset's channel multipliers "
+               "(one per level; len - 1 halvings of time and mel)")
+p.add_argument("--num-res-blocks", type=int, default=None, help="override the preset's ResNet blocks per level")
+p.add_argument("--z-channels", type=int, default=None, help="override the preset's latent channels")
 p.add_argument("--run-dir", required=True)
 p.add_argument("--steps", type=int, default=3000)
 p.add_argument("--batch-size", type=int, default=16, help="global batch (all ranks, all accumulation steps)")
@@ -31,7 +37,7 @@ p.add_argument("--grad-accum", type=int, default=1)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--warmup", type=int, default=100)
 p.add_argument("--crop-seconds", type=float, default=0.64, help="random training crops (the VAE is convolutional)")
-p.add_argument("--clip-seconds", type=float, default=2.0, help="validation clip length")
+p.add_argument("--clip-seconds", type=float, default=2.08, help="validation clip length (the demo grid's whole notes)")
 p.add_argument("--kl-weight", type=float, default=1e-6)
 p.add_argument("--disc-start", type=int, default=-1, help="step to switch the discriminator on (-1: never)")
 p.add_argument("--disc-weight", type=float, default=0.5)
@@ -54,7 +60,13 @@ torch.manual_seed(args.seed)
 # data: a deterministic split by hash of path; random crops for training, whole clips for validation
 clips = load_clips(args.data, skip_bad=args.skip_bad)
 train_clips, valid_clips = split_by_hash(clips, args.valid_fraction)
-vae = MelVAE(VAE_PRESETS[args.preset]())
+overrides = {k: getattr(args, k) for k in ("ch", "ch_mult", "num_res_blocks", "z_channels")
+             if getattr(args, k) is not None}
+try:
+    vae_config = dataclasses.replace(VAE_PRESETS[args.preset](), **overrides)
+except ValueError as e:
+    raise SystemExit(f"error: --preset {args.preset} with {overrides}: {e}")
+vae = MelVAE(vae_config)
 mel_cfg = vae.config.mel
 train_ds = ClipDataset(train_clips, mel_cfg, args.crop_seconds, random_crop=True, seed=args.seed)
 valid_ds = ClipDataset(valid_clips or train_clips[:8], mel_cfg, args.clip_seconds)
@@ -83,7 +95,9 @@ if trainer.info.is_main:
         name = Path(item["path"]).stem
         save_audio(ex / f"{name}_original_gl.wav", griffin_lim(item["mel"], mel_cfg), mel_cfg.sample_rate, True)
         save_audio(ex / f"{name}_recon_gl.wav", griffin_lim(rec[0].float().cpu(), mel_cfg), mel_cfg.sample_rate, True)
-    print(json.dumps({"vae": str(out), "preset": args.preset, "steps": trainer.step, "train_minutes": round(minutes, 2),
+    print(json.dumps({"vae": str(out), "preset": args.preset, **overrides,
+                      "parameters_m": round(sum(q.numel() for q in final.parameters()) / 1e6, 3),
+                      "steps": trainer.step, "train_minutes": round(minutes, 2),
                       "valid_clips": len(valid_ds), "valid_logmel_l1": round(l1, 4),
                       "scale_factor": round(final.config.scale_factor, 4),
                       "nan_steps_skipped": trainer.nan_total}, indent=2))
