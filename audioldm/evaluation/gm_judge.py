@@ -248,29 +248,30 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
     progs = [int(c.labels["program"]) for c in clips]
     pitches = [int(c.labels["pitch"]) for c in clips]
     sr = pipe.sample_rate
-    stage_wavs = {"real (held-out)": (real_wav, progs, pitches, real_mel)}
-    stage_wavs["real -> vocoder"] = (vocode(pipe, real_mel, False).numpy(), progs, pitches, real_mel)
-    stage_wavs["real -> VAE -> vocoder"] = (vocode(pipe, real_mel, True).numpy(), progs, pitches, real_mel)
+    stage_wavs = {"real (held-out)": (real_wav, progs, pitches)}
+    stage_wavs["real -> vocoder"] = (vocode(pipe, real_mel, False).numpy(), progs, pitches)
+    stage_wavs["real -> VAE -> vocoder"] = (vocode(pipe, real_mel, True).numpy(), progs, pitches)
     gen, gp, gq, gk = _generate(pipe, keys, conds, per_condition, seconds, seed)
-    stage_wavs["generated (all held-out conditions)"] = (gen, gp, gq, real_mel)
+    stage_wavs["generated (all held-out conditions)"] = (gen, gp, gq)
     for flag, name in ((True, "generated (seen combinations)"), (False, "generated (unseen combinations)")):
         idx = [i for i, k in enumerate(gk) if (k in seen) == flag]
         if idx:
-            stage_wavs[name] = (gen[idx], [gp[i] for i in idx], [gq[i] for i in idx], real_mel)
+            stage_wavs[name] = (gen[idx], [gp[i] for i in idx], [gq[i] for i in idx])
+    real_emb = judge.embed(real_mel)
+    ref_emb = {}  # row -> the real embeddings its FD is taken to (default: the held-out clips')
     n_train = 0
     if seen_clips:
         tkeys, tconds = _conditions(seen_clips, fields, max_conditions, rng)
         n_train = len(tkeys)
         tw, tp, tq, _ = _generate(pipe, tkeys, tconds, per_condition, seconds, seed)
-        stage_wavs["generated (training combinations)"] = (tw, tp, tq, real([tconds[k][1] for k in tkeys])[1])
-    rows, ref_emb = {}, {}
-    for name, (w, p_, q_, ref) in stage_wavs.items():
+        stage_wavs["generated (training combinations)"] = (tw, tp, tq)
+        ref_emb["generated (training combinations)"] = judge.embed(real([tconds[k][1] for k in tkeys])[1])
+    rows = {}
+    for name, (w, p_, q_) in stage_wavs.items():
         mels = pipe.frontend(torch.from_numpy(np.ascontiguousarray(w)).to(pipe.device)).cpu()[..., :real_mel.shape[-1]]
         row = judge.score(mels, p_)
         row["pitch_within_50_cents"] = _pitch_ok(w, sr, q_, p_)
-        if id(ref) not in ref_emb:
-            ref_emb[id(ref)] = judge.embed(ref)
-        row["frechet_to_real"] = frechet_distance(judge.embed(mels), ref_emb[id(ref)])
+        row["frechet_to_real"] = frechet_distance(judge.embed(mels), ref_emb.get(name, real_emb))
         rows[name] = row
     return {"judge": judge.info.get("soundfonts"), "conditions": len(keys), "per_condition": per_condition,
             "unseen_conditions": sum(k not in seen for k in keys), "training_conditions": n_train,

@@ -20,13 +20,7 @@ import numpy as np
 import torch
 
 from audioldm.data import ClipDataset, load_clips, split_by_hash
-from audioldm.evaluation import (
-    logmel_l1,
-    mrstft_distance,
-    pitch_error_cents,
-    real_time_factor,
-)
-from audioldm.evaluation.classifier import frechet_distance
+from audioldm.evaluation import frechet_distance, logmel_l1, mrstft_distance, pitch_error_cents, real_time_factor
 from audioldm.evaluation.metrics import steady_tone_modulation
 from audioldm.mel import MelFrontend
 from audioldm.vae import MelVAE
@@ -68,8 +62,9 @@ sr = mel_cfg.sample_rate
 
 
 def scores(audio: np.ndarray) -> dict:
-    """Pitch and judge family accuracy of waveforms [N, T] of the valid clips."""
-    out: dict = {"pitch_50c": float(np.mean([abs(pitch_error_cents(audio[i], sr, valid[i].labels["pitch"])) <= 50
+    """Pitch, and the judge's family and program accuracy and FD to the real clips, of waveforms [N, T] of the valid
+    clips."""
+    out = {"pitch_50c": float(np.mean([abs(pitch_error_cents(audio[i], sr, valid[i].labels["pitch"])) <= 50
                                        for i in pitched])) if pitched else float("nan")}
     if judge is not None:
         m = MelFrontend(mel_cfg)(torch.from_numpy(np.ascontiguousarray(audio)))

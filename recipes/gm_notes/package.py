@@ -69,9 +69,9 @@ else:
     vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
 vae = base.vae if args.vae is None else MelVAE.from_pretrained(args.vae)
 d = base.defaults if base is not None else GenerationDefaults(1.28, 25, 3.0, "dpmpp_2m")
-trained = Path(args.ldm or "", "training.json")
-if args.ldm is not None and trained.is_file() and args.duration is None:  # generate what the U-Net was trained on
-    args.duration = float(json.loads(trained.read_text(encoding="utf-8"))["clip_seconds"])
+if args.duration is None and args.ldm is not None and (Path(args.ldm) / "training.json").is_file():
+    # generate by default what the U-Net was trained on
+    args.duration = float(json.loads((Path(args.ldm) / "training.json").read_text(encoding="utf-8"))["clip_seconds"])
 defaults = GenerationDefaults(*(getattr(d, k) if getattr(args, k) is None else getattr(args, k)
                                 for k in ("duration", "steps", "guidance", "sampler")))
 pipe = AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=args.name, info=getattr(base, "info", None))
