@@ -101,7 +101,7 @@ def test_decomposition_runs_on_the_shipped_model(judge, tmp_path):
                           "generated (training combinations)"]
     assert rep["conditions"] == 3 and rows["generated (all held-out conditions)"]["n"] == 3
     assert rep["training_conditions"] == 1 and rows["generated (training combinations)"]["n"] == 1
-    assert rows["real (held-out)"]["frechet_to_real"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["real (held-out)"]["frechet_to_real"] == pytest.approx(0.0, abs=1e-4)  # sqrtm round-off
     assert rows["real (held-out)"]["pitch_within_50_cents"] >= 2 / 3  # TimGM6mb renders at their pitch
     assert rows["real -> VAE -> vocoder"]["frechet_to_real"] > 0
     assert "| real -> vocoder |" in decomposition_table(rep)
