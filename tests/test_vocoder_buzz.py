@@ -53,40 +53,41 @@ def _briefly_trained(vocoder, wavs, steps, lr=3e-3):
     return vocoder.eval()
 
 
-_MEDIANS = {}
+@pytest.fixture(scope="module")
+def median_modulation(notes):
+    """kind -> (median over SEEDS of steady_tone_modulation of a 'tiny' vocoder of that kind after 300 steps at lr
+    1e-3, the per-seed results); each kind is trained once for the module."""
+    done = {}
 
-
-def _median_modulation(kind, notes):
-    """Median over SEEDS of steady_tone_modulation of a vocoder of ``kind`` ('tiny') after 300 steps at lr 1e-3
-    (computed once per kind for the module)."""
-    if kind in _MEDIANS:
-        return _MEDIANS[kind]
-    runs = []
-    for seed in SEEDS:
-        torch.manual_seed(seed)  # the initial weights
-        runs.append(steady_tone_modulation(_briefly_trained(build_vocoder(kind, "tiny"), notes, 300, lr=1e-3)))
-    assert all(r["hz"] == (50.0, 100.0) for r in runs)
-    _MEDIANS[kind] = {k: float(np.median([r[k] for r in runs])) for k in ("half_frame_rate", "frame_rate")}, runs
-    return _MEDIANS[kind]
+    def get(kind):
+        if kind not in done:
+            runs = []
+            for seed in SEEDS:
+                torch.manual_seed(seed)  # the initial weights
+                runs.append(steady_tone_modulation(_briefly_trained(build_vocoder(kind, "tiny"), notes, 300, lr=1e-3)))
+            assert all(r["hz"] == (50.0, 100.0) for r in runs)
+            done[kind] = {k: float(np.median([r[k] for r in runs])) for k in ("half_frame_rate", "frame_rate")}, runs
+        return done[kind]
+    return get
 
 
 @pytest.mark.parametrize("kind", ["vocos", "hifigan"])
-def test_no_frame_rate_buzz(kind, notes):
+def test_no_frame_rate_buzz(kind, median_modulation):
     """Cause 1 of Vocos's buzz, fixed: frames that repeat on a steady input (README, "Why Vocos buzzed")."""
-    mod, runs = _median_modulation(kind, notes)
+    mod, runs = median_modulation(kind)
     assert mod["frame_rate"] < FRAME_BUZZ, runs
 
 
-def test_hifigan_no_half_frame_rate_buzz(notes):
-    mod, runs = _median_modulation("hifigan", notes)
+def test_hifigan_no_half_frame_rate_buzz(median_modulation):
+    mod, runs = median_modulation("hifigan")
     assert mod["half_frame_rate"] < BUZZ, runs
 
 
 @pytest.mark.xfail(reason="cause 2 of Vocos's 50 Hz buzz is not fixed: low partials come back as two partials ~50 Hz "
                           "apart that beat (README, 'Why Vocos buzzed'); this check catches it on some seeds and "
                           "machines (median 0.049 at half the frame rate here), so Vocos is not shipped", strict=False)
-def test_vocos_no_half_frame_rate_buzz(notes):
-    mod, runs = _median_modulation("vocos", notes)
+def test_vocos_no_half_frame_rate_buzz(median_modulation):
+    mod, runs = median_modulation("vocos")
     assert mod["half_frame_rate"] < BUZZ, runs
 
 
