@@ -51,6 +51,7 @@ class NoiseSchedule:
 
     def __init__(self, config: ScheduleConfig | None = None):
         self.config = c = config or ScheduleConfig()
+        self._log_sigmas: dict = {}  # device -> the log-sigma table sigma_to_t interpolates (copied once per device)
         T = c.num_train_timesteps
         if c.kind == "linear":
             betas = torch.linspace(c.beta_start, c.beta_end, T, dtype=torch.float64)
@@ -87,7 +88,9 @@ class NoiseSchedule:
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep for sigma by linear interpolation of log-sigma over the table (exact at table entries)."""
-        log_s = self.sigmas.log().to(sigma.device)
+        log_s = self._log_sigmas.get(sigma.device)
+        if log_s is None:
+            log_s = self._log_sigmas[sigma.device] = self.sigmas.log().to(sigma.device)
         ls = sigma.double().clamp(min=1e-10).log()
         idx = torch.searchsorted(log_s, ls).clamp(1, len(log_s) - 1)
         lo, hi = log_s[idx - 1], log_s[idx]
@@ -169,8 +172,12 @@ class LatentDiffusion(nn.Module):
         return mse.mean()
 
     def denoise(self, y: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
-        """x_0 estimate from y = x_0 + sigma * eps. y: [B, C, H, W], sigma: [B] (or scalar)."""
-        sigma = torch.as_tensor(sigma, device=y.device, dtype=torch.float32).expand(y.shape[0])
+        """x_0 estimate from y = x_0 + sigma * eps. y: [B, C, H, W], sigma: [B] or a 0-d tensor (on y's device: no
+        copy), or a float."""
+        if torch.is_tensor(sigma):
+            sigma = sigma.to(device=y.device, dtype=torch.float32).expand(y.shape[0])
+        else:  # a fill on the device, not a host-to-device copy
+            sigma = torch.full((y.shape[0],), float(sigma), device=y.device)
         s = sigma.view(-1, 1, 1, 1)
         c_in = 1 / (1 + s ** 2).sqrt()  # = sqrt(a_t)
         out = self.net(y * c_in, self.schedule.sigma_to_t(sigma), cond).float()

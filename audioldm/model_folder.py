@@ -19,7 +19,7 @@ from .config import config_from_dict, config_to_dict
 from .diffusion import NoiseSchedule, ScheduleConfig
 from .errors import PipelineError
 from .mel import MelConfig
-from .settings import GenerationDefaults
+from .settings import DistilledRange, GenerationDefaults
 from .unet import UNet
 from .vae import MelVAE
 from .vocoders import load_vocoder
@@ -56,7 +56,8 @@ def resolve_folder(path_or_id) -> Path:
 
 
 def read_model_folder(folder: Path) -> dict:
-    """{"vae", "unet", "schedule", "conditioner", "vocoder", "defaults", "name", "info"} from one of our folders;
+    """{"vae", "unet", "schedule", "conditioner", "vocoder", "defaults", "distilled", "name", "info"} from one of our
+    folders;
     anything missing, malformed or of a newer format version is a PipelineError naming the file."""
     index_path = folder / MODEL_INDEX
     if not index_path.is_file():
@@ -83,7 +84,9 @@ def read_model_folder(folder: Path) -> dict:
                  "schedule": NoiseSchedule(config_from_dict(ScheduleConfig, index.get("schedule", {}),
                                                             f"{index_path} \"schedule\"")),
                  "defaults": config_from_dict(GenerationDefaults, index.get("defaults", {}),
-                                              f"{index_path} \"defaults\"")}
+                                              f"{index_path} \"defaults\""),
+                 "distilled": (config_from_dict(DistilledRange, index["distilled"], f"{index_path} \"distilled\"")
+                               if index.get("distilled") is not None else None)}
         mel = config_from_dict(MelConfig, index.get("mel", {}), f"{index_path} \"mel\"")
     except (WeightsError, ValueError) as e:
         raise PipelineError(str(e)) from None
@@ -111,6 +114,7 @@ def write_model_folder(path, model, overwrite: bool = False, dtype: torch.dtype 
                  "name": model.name, "sample_rate": model.sample_rate, "conditioning": model.conditioning,
                  "components": {c: c for c in COMPONENTS}, "mel": model.mel_config.to_dict(),
                  "schedule": config_to_dict(model.schedule.config), "defaults": asdict(model.defaults),
+                 **({"distilled": asdict(model.distilled)} if model.distilled else {}),
                  **({"info": model.info} if model.info else {})}
         (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return Path(path)

@@ -25,7 +25,7 @@ from .mel import MelConfig, MelFrontend
 from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
 from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
 from .sampling import guided, initial_noise, noise_sampler, sample
-from .settings import GenerationDefaults, GenerationResult, resolve_settings, seeds_for
+from .settings import DistilledRange, GenerationDefaults, GenerationResult, resolve_settings, seeds_for
 from .unet import UNet
 from .vae import MelVAE
 from .weights import WeightsError
@@ -49,12 +49,13 @@ class AudioLDM(EditingMethods):
 
     def __init__(self, vae: MelVAE, unet: UNet, schedule: NoiseSchedule, conditioner: torch.nn.Module,
                  vocoder: torch.nn.Module, defaults: GenerationDefaults | None = None, name: str = "audioldm-model",
-                 info: dict | None = None):
+                 info: dict | None = None, distilled: DistilledRange | None = None):
         self.vae, self.unet, self.schedule = vae.eval(), unet.eval(), schedule
         self.conditioner, self.vocoder = conditioner.eval(), vocoder.eval()
         self.defaults = defaults or GenerationDefaults()
         self.name = name
         self.info = dict(info or {})  # free-form facts saved in model_index.json "info" (training data, licence)
+        self.distilled = distilled  # a guidance- and step-distilled student (recipes/distill): its range, its sigmas
         self.diffusion = LatentDiffusion(unet, schedule)
         self.frontend = MelFrontend(vae.mel_config)
         self.dtype = torch.float32
@@ -75,6 +76,10 @@ class AudioLDM(EditingMethods):
         for comp, key, have, what, want in checks:
             if have != want:
                 raise PipelineError(f"{comp}: config {key}={have} does not match the {what} ({want})")
+        if bool(unet_c.guidance_embed) != (self.distilled is not None):
+            raise PipelineError("unet: a U-Net with guidance_embed needs the model's \"distilled\" range, and only "
+                                "such a U-Net can have one" if unet_c.guidance_embed else
+                                "model_index.json \"distilled\" needs a U-Net with guidance_embed (a student)")
         width = vae_c.mel.n_mels // vae_c.downsample
         if width % unet_c.downsample:
             raise PipelineError(f"unet: {len(unet_c.block_channels)} levels need the latent width ({width}) to divide "
@@ -175,6 +180,9 @@ class AudioLDM(EditingMethods):
 
     def conditions(self, prompts: list, labels: list, negative_prompt=None, negative_labels=None) -> tuple[dict, dict]:
         """(condition, unconditional/negative condition) for one batch."""
+        if self.distilled is not None and (negative_prompt is not None or negative_labels is not None):
+            raise PipelineError("negative_prompt / negative_labels: a distilled model has no unconditional branch to "
+                                "steer with them; use its teacher")
         return build_conditions(self.conditioner, prompts, labels, negative_prompt, negative_labels)
 
     def denoise_latents(self, x: torch.Tensor, sigmas: torch.Tensor, cond: dict, uncond: dict, guidance: float,
@@ -183,7 +191,11 @@ class AudioLDM(EditingMethods):
         """Run ``sampler`` from y = x at sigmas[0] down to 0. ``keep`` = (z0 [B, C, H, W], m [1|B, 1, H, W] in
         {0, 1}): where m is 1 the clean estimate is replaced by z0 at every step, so those latents end exactly at z0
         while the rest is generated in context (inpainting, super-resolution)."""
-        den = guided(self.diffusion.denoise, cond, uncond, guidance)
+        if self.distilled is not None:  # the guidance scale is an input: one evaluation per step, no uncond half
+            cond = {**cond, "guidance": torch.full((x.shape[0],), float(guidance), device=x.device)}
+            den = lambda y, s: self.diffusion.denoise(y, s, cond)  # noqa: E731
+        else:
+            den = guided(self.diffusion.denoise, cond, uncond, guidance)
         if keep is not None:
             z0, m = keep
             base = den
@@ -206,7 +218,10 @@ class AudioLDM(EditingMethods):
                                     keep=keep, bar=bar)
 
     def sampling_sigmas(self, steps: int) -> torch.Tensor:
-        """Descending sigmas [steps + 1] from the schedule's spacing, offset and end point."""
+        """Descending sigmas [steps + 1] from the schedule's spacing, offset and end point; a distilled model's own
+        sigmas for that step count."""
+        if self.distilled is not None:
+            return torch.tensor(self.distilled.sigmas[str(steps)], dtype=torch.float32)
         return self.schedule.sampling_sigmas(steps, final_sigma=self.schedule.final_sigma)
 
     def decode(self, z: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,8 +243,12 @@ class AudioLDM(EditingMethods):
                 return self.vae.encode_latents(mel).float()
 
     def settings(self, duration, steps, guidance, sampler) -> dict:
-        """Validated generation settings, the model's defaults filled in (settings.py)."""
-        return resolve_settings(self.defaults, duration, steps, guidance, sampler)
+        """Validated generation settings, the model's defaults filled in (settings.py); a distilled model refuses
+        steps, guidance and samplers outside its range."""
+        s = resolve_settings(self.defaults, duration, steps, guidance, sampler)
+        if self.distilled is not None:
+            self.distilled.check(s)
+        return s
 
     def seeds_for(self, seed, n: int) -> list[int]:
         """Per-sample seeds: an int gives seed, seed + 1, ...; a list is used as is; None draws one at random."""

@@ -7,7 +7,12 @@
 
 Classifier-free guidance is :func:`guided`: one batched network call for conditional and unconditional halves.
 Noise is per-sample seeded (:func:`noise_sampler`), so sample k of a batch equals generating it alone with its seed.
-Sigmas are read on the host once; the loops do no device-to-host syncs.
+
+Synchronisation: each sampler reads its sigmas once, as host floats (the step coefficients and the control flow) and
+as one device tensor (:func:`_sigmas`); the denoiser gets ``sigma`` as a 0-d tensor on the latents' device. So the
+deterministic samplers (DDIM with eta 0, DPM++(2M), Euler, Heun) make no host-device copy and no ``.item()`` per step:
+on CUDA the loop never waits for the GPU and can be captured as a graph. The ancestral ones (DDPM, DDIM with eta > 0)
+draw each step's per-sample seeded noise on the host (seeding.py) and copy it to the device: one copy per step.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from .seeding import mix_seed, randn_per_sample
 __all__ = ["SAMPLERS", "sample", "sample_ddim", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m",
            "guided", "noise_sampler", "initial_noise"]
 
-Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (y [B, ...], sigma: 0-d tensor) -> x0_hat
 
 
 def initial_noise(seeds: list[int], shape, sigma_max: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -50,14 +55,17 @@ def guided(denoise_cond: Callable, cond: dict, uncond: dict | None, scale: float
     return fn
 
 
-def _sig(sigmas) -> list[float]:
-    return [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
+def _sigmas(sigmas, device) -> tuple[list[float], torch.Tensor]:
+    """(host floats, float32 tensor on ``device``) of the sigmas: one copy per sampler call, none per step."""
+    host = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
+    dev = sigmas if torch.is_tensor(sigmas) else torch.tensor(host)
+    return host, dev.to(device=device, dtype=torch.float32)
 
 
 def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, callback=None, **_) -> torch.Tensor:
-    s = _sig(sigmas)
+    s, sd = _sigmas(sigmas, x.device)
     for i in range(len(s) - 1):
-        x0 = denoise(x, s[i])
+        x0 = denoise(x, sd[i])
         x = x0 if s[i + 1] == 0 else x + (x - x0) / s[i] * (s[i + 1] - s[i])
         if callback:
             callback(i, x, x0)
@@ -65,15 +73,15 @@ def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, callback=None, **_)
 
 
 def sample_heun(denoise: Denoiser, x: torch.Tensor, sigmas, callback=None, **_) -> torch.Tensor:
-    s = _sig(sigmas)
+    s, sd = _sigmas(sigmas, x.device)
     for i in range(len(s) - 1):
-        x0 = denoise(x, s[i])
+        x0 = denoise(x, sd[i])
         d = (x - x0) / s[i]
         if s[i + 1] == 0:
             x = x0
         else:
             xe = x + d * (s[i + 1] - s[i])
-            d2 = (xe - denoise(xe, s[i + 1])) / s[i + 1]
+            d2 = (xe - denoise(xe, sd[i + 1])) / s[i + 1]
             x = x + (d + d2) / 2 * (s[i + 1] - s[i])
         if callback:
             callback(i, x, x0)
@@ -84,11 +92,11 @@ def sample_ddim(denoise: Denoiser, x: torch.Tensor, sigmas, eta: float = 0.0, no
                 **_) -> torch.Tensor:
     """DDIM in y-space: with a_t = 1 / (1 + sigma_t^2), the VP step's noise std sigma_eta (Song et al. eq. 16)
     becomes sigma_up = sigma_eta / sqrt(a_s) and the deterministic part moves to sigma_down."""
-    s = _sig(sigmas)
+    s, sd = _sigmas(sigmas, x.device)
     if eta > 0 and noise is None:
         raise ValueError("sample_ddim: eta > 0 needs a noise sampler")
     for i in range(len(s) - 1):
-        x0 = denoise(x, s[i])
+        x0 = denoise(x, sd[i])
         if s[i + 1] == 0:
             x = x0
         else:
@@ -111,11 +119,11 @@ def sample_ddpm(denoise: Denoiser, x: torch.Tensor, sigmas, noise=None, callback
 
 def sample_dpmpp_2m(denoise: Denoiser, x: torch.Tensor, sigmas, callback=None, **_) -> torch.Tensor:
     """DPM-Solver++(2M) with lambda = -log sigma: a second-order multistep update on the data prediction."""
-    s = _sig(sigmas)
+    s, sd = _sigmas(sigmas, x.device)
     old = None
     h_last = None
     for i in range(len(s) - 1):
-        x0 = denoise(x, s[i])
+        x0 = denoise(x, sd[i])
         if s[i + 1] == 0:
             x = x0
         else:

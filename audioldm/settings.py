@@ -12,7 +12,8 @@ import torch
 from .errors import PipelineError
 from .sampling import SAMPLERS
 
-__all__ = ["GenerationDefaults", "GenerationResult", "MAX_DURATION", "resolve_settings", "seeds_for"]
+__all__ = ["GenerationDefaults", "GenerationResult", "DistilledRange", "MAX_DURATION", "resolve_settings",
+           "seeds_for"]
 
 MAX_DURATION = 600.0  # seconds; longer requests are almost certainly a unit mistake (ms, samples)
 
@@ -25,6 +26,51 @@ class GenerationDefaults:
     steps: int = 25
     guidance: float = 3.0
     sampler: str = "dpmpp_2m"
+
+
+@dataclass
+class DistilledRange:
+    """What a distilled student (recipes/distill) was trained for, stored in model_index.json "distilled": the step
+    counts it takes, each with its own descending sigmas (ending at 0), and the guidance range it reads as an input
+    (it runs no unconditional branch). Steps, guidance or samplers outside this range are refused."""
+
+    sigmas: dict = field(default_factory=dict)  # str(steps) -> [steps + 1] descending sigmas ending at 0
+    guidance_min: float = 1.0
+    guidance_max: float = 1.0
+    teacher: str = ""  # the teacher model's id (name@hash)
+    teacher_steps: int = 25
+    teacher_sampler: str = "dpmpp_2m"
+
+    # samplers that take exactly one network evaluation per step and no fresh noise: on the student's sigmas they
+    # are the same update (y = x0 + (y - x0) sigma_next / sigma, the last step returning x0)
+    SAMPLERS = ("ddim", "euler", "dpmpp_2m")
+
+    def __post_init__(self):
+        if not self.sigmas:
+            raise ValueError("distilled: \"sigmas\" must map step counts to their sigmas")
+        for k, v in self.sigmas.items():
+            if not (str(k).isdigit() and len(v) == int(k) + 1 and v[-1] == 0
+                    and all(a > b for a, b in zip(v, v[1:]))):
+                raise ValueError(f"distilled: sigmas[{k!r}] must be {k} + 1 descending numbers ending at 0, got {v}")
+        if not 0 < self.guidance_min <= self.guidance_max:
+            raise ValueError(f"distilled: need 0 < guidance_min <= guidance_max, got {self.guidance_min}, "
+                             f"{self.guidance_max}")
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(int(k) for k in self.sigmas)
+
+    def check(self, s: dict) -> None:
+        """PipelineError unless settings ``s`` (steps, guidance, sampler) lie in what the student was distilled for."""
+        if s["steps"] not in self.steps:
+            raise PipelineError(f"steps={s['steps']}: this model is distilled for steps in {self.steps} "
+                                f"(its teacher {self.teacher or '(unnamed)'} takes any number)")
+        if not self.guidance_min <= s["guidance"] <= self.guidance_max:
+            raise PipelineError(f"guidance={s['guidance']:g}: this model is distilled for guidance in "
+                                f"[{self.guidance_min:g}, {self.guidance_max:g}]")
+        if s["sampler"] not in self.SAMPLERS:
+            raise PipelineError(f"sampler={s['sampler']!r}: a distilled model runs the deterministic one-evaluation "
+                                f"samplers {list(self.SAMPLERS)}")
 
 
 @dataclass

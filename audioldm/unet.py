@@ -37,6 +37,7 @@ class UNetConfig:
     norm_groups: int = 32
     dropout: float = 0.0
     gradient_checkpointing: bool = False
+    guidance_embed: bool = False  # a guidance-distilled student: cond["guidance"] [B] is an input (Meng et al. 2023)
 
     def __post_init__(self):
         if self.cond_mode not in ("concat", "add"):
@@ -215,7 +216,8 @@ class _TimeEmbedding(nn.Module):
 
 class UNet(nn.Module):
     """forward(x [B, C, H, W], t [B] (float ok), cond {"pooled": [B, cond_dim], "tokens": [B, L, context_dim],
-    "mask": [B, L]}) -> [B, out_channels, H, W]. H and W must be multiples of 2^(levels - 1)."""
+    "mask": [B, L], and with ``guidance_embed`` "guidance": [B]}) -> [B, out_channels, H, W]. H and W must be
+    multiples of 2^(levels - 1)."""
 
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
@@ -224,6 +226,12 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(c.in_channels, chs[0], 3, padding=1)
         self.time_embedding = _TimeEmbedding(chs[0], c.time_dim)
         self.class_embedding = nn.Linear(c.cond_dim, c.time_dim) if c.cond_dim else None
+        # the guidance scale w, embedded like a timestep (of 100 w) and added to the timestep embedding; its last
+        # layer starts at zero, so a student made from a teacher starts as the teacher's conditional branch
+        self.guidance_embedding = _TimeEmbedding(chs[0], c.time_dim) if c.guidance_embed else None
+        if self.guidance_embedding is not None:
+            nn.init.zeros_(self.guidance_embedding.linear_2.weight)
+            nn.init.zeros_(self.guidance_embedding.linear_2.bias)
         self.down_blocks = nn.ModuleList()
         skips, prev = [chs[0]], chs[0]
         for i, ch in enumerate(chs):
@@ -260,6 +268,12 @@ class UNet(nn.Module):
                              f"got {tuple(x.shape)}")
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
         temb = self.time_embedding(timestep_embedding(t, c.block_channels[0]).to(x.dtype))
+        if self.guidance_embedding is not None:
+            w = cond.get("guidance")
+            if w is None or w.shape != (x.shape[0],):
+                raise ValueError(f"UNet: a guidance-distilled U-Net needs cond['guidance'] [B={x.shape[0]}], got "
+                                 f"{None if w is None else tuple(w.shape)}")
+            temb = temb + self.guidance_embedding(timestep_embedding(100 * w, c.block_channels[0]).to(x.dtype))
         if self.class_embedding is not None:
             pooled = cond.get("pooled")
             if pooled is None or pooled.shape != (x.shape[0], c.cond_dim):

@@ -147,3 +147,80 @@ def test_guidance_is_one_batched_call():
     fn = guided(den, {"c": torch.tensor([2.0])}, {"c": torch.tensor([0.5])}, scale=3.0)
     out = fn(torch.zeros(1, 4), 1.0)
     assert calls == [2] and torch.allclose(out, torch.full((1, 4), 0.5 + 3.0 * 1.5))
+
+
+def _ode_solution(y, sigma_from, sigma_to):
+    """The probability-flow ODE dy/dsigma = (y - D(y, sigma)) / sigma for x0 ~ N(MU, STD^2), solved exactly:
+    y - MU scales with sqrt(STD^2 + sigma^2)."""
+    return MU + (y - MU) * math.sqrt((STD ** 2 + sigma_to ** 2) / (STD ** 2 + sigma_from ** 2))
+
+
+@pytest.mark.parametrize("name,order", [("euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 2)])
+def test_deterministic_sampler_convergence_order(name, order):
+    """The error at sigma_min falls as steps double at the sampler's order: a DPM++(2M) that lost its second-order
+    term, or a Heun reduced to Euler, measures about 1 here instead of 2."""
+    y = initial_noise(list(range(64)), (4,), 10.0).double()
+    exact = _ode_solution(y, 10.0, 0.05)
+    errs = []
+    for n in (8, 16, 32, 64):
+        sig = torch.logspace(math.log10(10.0), math.log10(0.05), n + 1, dtype=torch.float64)
+        errs.append((sample(name, gaussian_denoiser, y, sig) - exact).abs().max().item())
+    rates = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
+    assert all(abs(r - order) < 0.3 for r in rates[1:]), (errs, rates)
+
+
+class _HostTraffic:
+    """Counts what would be a host-device copy or a sync on a GPU: creating a tensor from host data (torch.tensor,
+    torch.as_tensor of a non-tensor, Tensor.new_tensor), .to() with a device that makes a new tensor, and reading a
+    tensor back (.item(), .tolist(), .cpu(), .numpy(), float(), int(), bool())."""
+
+    def __init__(self, monkeypatch):
+        self.n = 0
+        T = torch.Tensor
+        for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "new_tensor"):
+            monkeypatch.setattr(T, name, self._counting(getattr(T, name)))
+        to = T.to
+
+        def counted_to(t, *a, **kw):
+            r = to(t, *a, **kw)
+            if r is not t and ("device" in kw or any(isinstance(v, (str, torch.device, torch.Tensor)) for v in a)):
+                self.n += 1
+            return r
+        monkeypatch.setattr(T, "to", counted_to)
+        tensor, as_tensor = torch.tensor, torch.as_tensor
+        monkeypatch.setattr(torch, "tensor", self._counting(tensor))
+
+        def counted_as_tensor(v, *a, **kw):
+            if not torch.is_tensor(v):
+                self.n += 1
+            return as_tensor(v, *a, **kw)
+        monkeypatch.setattr(torch, "as_tensor", counted_as_tensor)
+
+    def _counting(self, fn):
+        def wrapped(*a, **kw):
+            self.n += 1
+            return fn(*a, **kw)
+        return wrapped
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler", "heun", "dpmpp_2m"])
+def test_deterministic_samplers_copy_nothing_per_step(name, monkeypatch):
+    """Through the real path (guided CFG -> LatentDiffusion.denoise -> U-Net): the host traffic of a sampler call
+    does not grow with its steps, i.e. no per-step host-device copy or .item()."""
+    from audioldm.unet import UNET_PRESETS, UNet
+    torch.manual_seed(0)
+    unet = UNet(UNET_PRESETS["tiny"](cond_dim=8)).eval()
+    diff = LatentDiffusion(unet, NoiseSchedule())
+    cond, uncond = {"pooled": torch.randn(2, 8)}, {"pooled": torch.zeros(2, 8)}
+    den = guided(diff.denoise, cond, uncond, 3.0)
+    x = torch.randn(2, 4, 8, 8)
+    counts = {}
+    for steps in (3, 9):
+        sig = NoiseSchedule().sampling_sigmas(steps)
+        diff.denoise(x, sig[0], cond)  # the log-sigma table's one copy to the device, before counting
+        traffic = _HostTraffic(monkeypatch)
+        with torch.no_grad():
+            sample(name, den, x, sig)
+        counts[steps] = traffic.n
+        monkeypatch.undo()
+    assert counts[3] == counts[9], counts

@@ -1,0 +1,149 @@
+"""Guidance and step distillation of a teacher model into a two-evaluation student (recipes/distill/run.py).
+
+The student is the teacher's U-Net with a guidance-scale input (``UNetConfig.guidance_embed``; Meng et al. 2023), so
+classifier-free guidance costs one evaluation per step instead of two. It is trained to land where the teacher's
+probability-flow ODE lands: for a starting noise y_T, a condition c and a guidance scale w, the target is the teacher's
+own sample x_0 = ODE(y_T; c, w) (DPM-Solver++(2M), 25 steps, with CFG). That is the consistency function of Song et al.
+2023 evaluated exactly: consistency distillation estimates the same target by bootstrapping (one ODE step plus the
+EMA student); here the whole ODE is solved once per pair, offline (:func:`teacher_pairs`), because a few thousand
+pairs cost less than the thousands of bootstrapped steps CD needs.
+
+The student's sampler is plain DDIM (eta 0) on its own sigmas [sigma_max, sigma_mid, 0]: one evaluation at sigma_max
+gives x0_1; y_mid = x0_1 + (y_T - x0_1) sigma_mid / sigma_max (the deterministic DDIM step); a second evaluation at
+sigma_mid gives the sample. Training uses exactly that path (:class:`DistillStage`): both evaluations are regressed on
+the teacher's x_0, the second from the y_mid the student's own first estimate makes (detached), so it learns to
+correct the errors the first one actually makes. One step (sigmas [sigma_max, 0]) is the first evaluation alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..diffusion import LatentDiffusion
+from ..sampling import initial_noise, sample
+from ..unet import UNet
+from .trainer import Stage, StepContext, TrainConfig
+
+__all__ = ["make_student", "teacher_pairs", "PairDataset", "collate_pairs", "DistillStage", "student_sample"]
+
+
+def make_student(teacher: UNet) -> UNet:
+    """A copy of ``teacher`` with a zero-initialised guidance input: at first it equals the teacher's conditional
+    branch, whatever the guidance scale."""
+    from dataclasses import replace
+    student = UNet(replace(teacher.config, guidance_embed=True, gradient_checkpointing=False))
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("guidance_embedding.") for k in missing):
+        raise ValueError(f"student: the teacher's weights do not fit (missing {missing}, unexpected {unexpected})")
+    return student.to(next(teacher.parameters()).device)
+
+
+@torch.no_grad()
+def teacher_pairs(diffusion: LatentDiffusion, cond: dict, uncond: dict, w: torch.Tensor, seeds: list[int], shape,
+                  sigmas: torch.Tensor, sampler: str = "dpmpp_2m") -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's samples with per-sample guidance. cond / uncond: conditions for B samples; w: [B] guidance
+    scales; seeds: B ints (the pipeline's per-sample initial noise, so pair k is what ``generate(seed=seeds[k])``
+    starts from); shape (C, H, W); sigmas: the teacher's descending sigmas ending at 0.
+    Returns (y_T [B, C, H, W] at sigmas[0], x_0 [B, C, H, W])."""
+    from ..conditioning import concat_conditions
+    y = initial_noise(seeds, shape, float(sigmas[0]), w.device)
+    both = concat_conditions(cond, uncond)
+    scale = w.float().view(-1, 1, 1, 1)
+
+    def guided(x, s):  # CFG with a scale per sample (sampling.guided takes one scale for the batch)
+        c, u = diffusion.denoise(torch.cat([x, x]), s, both).chunk(2)
+        return u + scale * (c - u)
+
+    return y, sample(sampler, guided, y, sigmas.to(w.device))
+
+
+class PairDataset(Dataset):
+    """Teacher pairs: tensors ``y`` and ``x0`` [N, C, H, W], ``w`` [N], and ``inputs`` (N conditioner inputs)."""
+
+    def __init__(self, y: torch.Tensor, x0: torch.Tensor, w: torch.Tensor, inputs: list):
+        if not (len(y) == len(x0) == len(w) == len(inputs)):
+            raise ValueError(f"PairDataset: y, x0, w and inputs differ in length ({len(y)}, {len(x0)}, {len(w)}, "
+                             f"{len(inputs)})")
+        self.y, self.x0, self.w, self.inputs = y, x0, w, inputs
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"y": self.y[i], "x0": self.x0[i], "w": self.w[i], "inputs": self.inputs[i]}
+
+
+def collate_pairs(items: list[dict]) -> dict:
+    return {"y": torch.stack([it["y"] for it in items]).float(), "x0": torch.stack([it["x0"] for it in items]).float(),
+            "w": torch.stack([it["w"] for it in items]).float(), "inputs": [it["inputs"] for it in items]}
+
+
+def student_sample(diffusion: LatentDiffusion, y: torch.Tensor, sigmas: list[float], cond: dict,
+                   w: torch.Tensor, grad_last: bool = False) -> list[torch.Tensor]:
+    """The student's DDIM path from y [B, C, H, W] at sigmas[0] over ``sigmas`` (ending at 0) with guidance input w
+    [B]: the x0 estimate [B, C, H, W] of each evaluation. Without ``grad_last`` it runs under no_grad."""
+    cond = {**cond, "guidance": w}
+    outs = []
+    with torch.set_grad_enabled(grad_last and torch.is_grad_enabled()):
+        for i in range(len(sigmas) - 1):
+            x0 = diffusion.denoise(y, sigmas[i], cond)
+            outs.append(x0)
+            y = x0 + (y - x0) * (sigmas[i + 1] / sigmas[i])
+    return outs
+
+
+class DistillStage(Stage):
+    """Trains ``student`` (a LatentDiffusion around a guidance-embedding U-Net) on :class:`PairDataset` batches.
+    ``conditioner`` maps a batch's ``inputs`` to conditions (frozen: the teacher's); ``sigmas``: the student's
+    two-step sigmas [sigma_max, sigma_mid, 0]; ``valid``: held-out pairs whose 1- and 2-step MSE to the teacher the
+    EMA student reports at each evaluation."""
+
+    name = "distill"
+
+    def __init__(self, student: LatentDiffusion, conditioner, sigmas: list[float], valid: PairDataset | None = None):
+        if len(sigmas) != 3 or sigmas[-1] != 0:
+            raise ValueError(f"DistillStage: sigmas must be [sigma_max, sigma_mid, 0], got {sigmas}")
+        self.student, self.conditioner, self.sigmas, self.valid = student, conditioner, list(sigmas), valid
+
+    def modules(self):
+        return {"unet": self.student.net}
+
+    def ema_modules(self):
+        return ["unet"]
+
+    def optimizers(self, cfg: TrainConfig):
+        return {"unet": torch.optim.AdamW(self.student.net.parameters(), lr=cfg.lr, weight_decay=0.0)}
+
+    def train_step(self, batch: dict, ctx: StepContext):
+        net = ctx.modules.get("unet", self.student.net)  # DDP-wrapped under torchrun
+        diff = LatentDiffusion(net, self.student.schedule)
+        y, x0, w = batch["y"].to(ctx.device), batch["x0"].to(ctx.device), batch["w"].to(ctx.device)
+        self.conditioner.to(ctx.device)
+        cond = self.conditioner(batch["inputs"])
+        s_max, s_mid = self.sigmas[0], self.sigmas[1]
+        with ctx.autocast:
+            with torch.no_grad():  # where the student's own first step leads: the second evaluation's input
+                first = diff.denoise(y, s_max, {**cond, "guidance": w}).float()
+            y_mid = first + (y - first) * (s_mid / s_max)
+            # both evaluations in one batched call (one forward per backward, as DDP requires)
+            both = {k: torch.cat([v, v]) for k, v in {**cond, "guidance": w}.items()}
+            sig = torch.cat([torch.full_like(w, s_max), torch.full_like(w, s_mid)])
+            out = diff.denoise(torch.cat([y, y_mid]), sig, both).float()
+        e1, e2 = (out - torch.cat([x0, x0])).pow(2).mean(dim=(1, 2, 3)).chunk(2)
+        loss = e1.mean() + e2.mean()
+        yield "unet", loss, {"mse_1": e1.mean().detach(), "mse_2": e2.mean().detach()}
+
+    @torch.no_grad()
+    def evaluate(self, ctx: StepContext) -> dict:
+        if self.valid is None or not len(self.valid):
+            return {}
+        net = ctx.ema.get("unet", self.student.net)
+        diff = LatentDiffusion(net, self.student.schedule)
+        b = collate_pairs([self.valid[i] for i in range(len(self.valid))])
+        y, x0, w = b["y"].to(ctx.device), b["x0"].to(ctx.device), b["w"].to(ctx.device)
+        cond = self.conditioner.to(ctx.device)(b["inputs"])
+        one = student_sample(diff, y, [self.sigmas[0], 0.0], cond, w)[-1]
+        two = student_sample(diff, y, self.sigmas, cond, w)[-1]
+        return {"scalars": {"valid_mse_1": F.mse_loss(one, x0).item(), "valid_mse_2": F.mse_loss(two, x0).item()}}
