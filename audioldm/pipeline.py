@@ -24,6 +24,7 @@ from .errors import PipelineError
 from .mel import MelConfig, MelFrontend
 from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
 from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
+from .accel import DETERMINISTIC
 from .sampling import guided, initial_noise, noise_sampler, sample
 from .settings import DistilledRange, GenerationDefaults, GenerationResult, resolve_settings, seeds_for
 from .unet import UNet
@@ -60,6 +61,8 @@ class AudioLDM(EditingMethods):
         self.frontend = MelFrontend(vae.mel_config)
         self.dtype = torch.float32
         self.loras: list = []  # (Adapter, scale) merged into the U-Net by load_lora, in order
+        self.graphs = False  # accelerate(): replay sampling loops as CUDA graphs
+        self._graph_cache: dict = {}
         self._check()
 
     # ---- consistency of the parts ----------------------------------------------------------------------------------
@@ -191,21 +194,60 @@ class AudioLDM(EditingMethods):
         """Run ``sampler`` from y = x at sigmas[0] down to 0. ``keep`` = (z0 [B, C, H, W], m [1|B, 1, H, W] in
         {0, 1}): where m is 1 the clean estimate is replaced by z0 at every step, so those latents end exactly at z0
         while the rest is generated in context (inpainting, super-resolution)."""
-        if self.distilled is not None:  # the guidance scale is an input: one evaluation per step, no uncond half
-            cond = {**cond, "guidance": torch.full((x.shape[0],), float(guidance), device=x.device)}
-            den = lambda y, s: self.diffusion.denoise(y, s, cond)  # noqa: E731
-        else:
-            den = guided(self.diffusion.denoise, cond, uncond, guidance)
+        den = self._denoiser(cond, uncond, guidance, x.shape[0])
         if keep is not None:
             z0, m = keep
             base = den
             den = lambda y, s: base(y, s) * (1 - m) + z0 * m  # noqa: E731
-        callback = (lambda i, x_, x0: bar.update(1)) if bar is not None else None
-        with torch.no_grad(), self.autocast():
-            z = sample(sampler, den, x, sigmas, noise=noise_sampler(seeds, x.shape[1:], x.device),
-                       callback=callback).float()
+        if self.graphs and keep is None and sampler in DETERMINISTIC:  # accelerate(): one replayed graph
+            with torch.no_grad(), self.autocast():
+                z = self._graphed(sampler, sigmas, guidance, x, cond, uncond).float()
+            if bar is not None:
+                bar.update(len(sigmas) - 1)
+        else:
+            callback = (lambda i, x_, x0: bar.update(1)) if bar is not None else None
+            with torch.no_grad(), self.autocast():
+                z = sample(sampler, den, x, sigmas, noise=noise_sampler(seeds, x.shape[1:], x.device),
+                           callback=callback).float()
         end = float(sigmas[-1])
         return z / (1 + end ** 2) ** 0.5 if end > 0 else z  # y at sigma_end -> the VP latent the VAE decodes
+
+    def _denoiser(self, cond: dict, uncond: dict | None, guidance: float, batch: int):
+        """(y, sigma) -> x0: classifier-free guidance in one batched call, or, for a distilled student, one call with
+        the guidance scale as an input."""
+        if self.distilled is not None:
+            c = {**cond, "guidance": torch.full((batch,), float(guidance), device=self.device)}
+            return lambda y, s: self.diffusion.denoise(y, s, c)
+        return guided(self.diffusion.denoise, cond, uncond, guidance)
+
+    def _graphed(self, sampler, sigmas, guidance, x, cond, uncond) -> torch.Tensor:
+        """The sampling loop as a replayed CUDA graph (accel.py), one per sampler, sigmas, guidance and shapes."""
+        from .accel import GraphedLoop
+        packed = {**{f"c:{k}": v for k, v in cond.items()},
+                  **({f"u:{k}": v for k, v in uncond.items()} if uncond is not None else {})}
+        key = (sampler, tuple(float(s) for s in sigmas), float(guidance), tuple(x.shape),
+               tuple((k, tuple(v.shape)) for k, v in sorted(packed.items())))
+        if key not in self._graph_cache:
+            sig = sigmas.to(self.device)
+
+            def loop(x_, p):
+                c = {k[2:]: v for k, v in p.items() if k.startswith("c:")}
+                u = {k[2:]: v for k, v in p.items() if k.startswith("u:")} or None
+                return sample(sampler, self._denoiser(c, u, guidance, x_.shape[0]), x_, sig)
+            self._graph_cache[key] = GraphedLoop(loop)
+        return self._graph_cache[key](x, packed)
+
+    def accelerate(self, graphs: bool = True, compile: bool = False) -> "AudioLDM":
+        """GPU fast paths (accel.py): ``graphs`` replays each deterministic sampling loop as a CUDA graph captured on
+        its first use (inpainting, super-resolution and ancestral samplers keep the plain loop; the progress bar
+        jumps once per loop); ``compile``
+        torch.compiles the U-Net. Harmless on CPU, where the loop runs eagerly."""
+        from .accel import compile_unet
+        self.graphs = bool(graphs)
+        self._graph_cache.clear()
+        if compile:
+            compile_unet(self.unet)
+        return self
 
     def sample_from_noise(self, prompts: list, labels: list, settings: dict, seeds: list[int], shape,
                           negative_prompt=None, negative_labels=None, keep=None, bar=None) -> torch.Tensor:

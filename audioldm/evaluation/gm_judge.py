@@ -210,12 +210,14 @@ def _conditions(clips, fields: list[str], limit: int, rng) -> tuple[list[str], d
     return keys, conds
 
 
-def _generate(pipe, keys, conds, per_condition: int, seconds: float, seed: int):
-    """``per_condition`` generations of each combination: (audio [N, T], programs, pitches, keys), one per clip."""
+def _generate(pipe, keys, conds, per_condition: int, seconds: float, seed: int, settings: dict | None = None):
+    """``per_condition`` generations of each combination: (audio [N, T], programs, pitches, keys), one per clip.
+    ``settings``: steps / guidance / sampler for ``generate`` (default: the model's)."""
     gen, gp, gq, gk = [], [], [], []
     for k in keys:
         labels, c = conds[k]
-        res = pipe.generate(labels=labels, num_per_prompt=per_condition, seed=seed, duration=seconds, progress=False)
+        res = pipe.generate(labels=labels, num_per_prompt=per_condition, seed=seed, duration=seconds, progress=False,
+                            **(settings or {}))
         gen.append(res.audio)
         gp += [int(c.labels["program"])] * len(res.audio)
         gq += [int(c.labels["pitch"])] * len(res.audio)
@@ -224,13 +226,14 @@ def _generate(pipe, keys, conds, per_condition: int, seconds: float, seed: int):
 
 
 def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: float, fields: list[str],
-                     per_condition: int = 2, max_conditions: int = 32, seed: int = 0, seen_clips=None) -> dict:
+                     per_condition: int = 2, max_conditions: int = 32, seed: int = 0, seen_clips=None,
+                     settings: dict | None = None) -> dict:
     """The stage decomposition of a GM-note label model on held-out clips (labels ``program`` and ``pitch``),
     judged by ``judge``: real -> vocoder -> VAE + vocoder -> generated (all held-out conditions, and those of them
     whose label combination is in ``seen`` / not in it). ``seen_clips`` (the U-Net's training clips) adds the row
     "generated (training combinations)": up to ``max_conditions`` combinations the U-Net was trained on, its FD taken
     to those training clips. Rows: family and program accuracy, pitch within 50 cents, FD of the judge's embeddings
-    to the real clips'."""
+    to the real clips'. ``settings``: generation steps / guidance / sampler (default: the model's)."""
     from ..data import ClipDataset
     from .classifier import frechet_distance
     from .report import vocode
@@ -251,7 +254,7 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
     stage_wavs = {"real (held-out)": (real_wav, progs, pitches)}
     stage_wavs["real -> vocoder"] = (vocode(pipe, real_mel, False).numpy(), progs, pitches)
     stage_wavs["real -> VAE -> vocoder"] = (vocode(pipe, real_mel, True).numpy(), progs, pitches)
-    gen, gp, gq, gk = _generate(pipe, keys, conds, per_condition, seconds, seed)
+    gen, gp, gq, gk = _generate(pipe, keys, conds, per_condition, seconds, seed, settings)
     stage_wavs["generated (all held-out conditions)"] = (gen, gp, gq)
     for flag, name in ((True, "generated (seen combinations)"), (False, "generated (unseen combinations)")):
         idx = [i for i, k in enumerate(gk) if (k in seen) == flag]
@@ -263,7 +266,7 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
     if seen_clips:
         tkeys, tconds = _conditions(seen_clips, fields, max_conditions, rng)
         n_train = len(tkeys)
-        tw, tp, tq, _ = _generate(pipe, tkeys, tconds, per_condition, seconds, seed)
+        tw, tp, tq, _ = _generate(pipe, tkeys, tconds, per_condition, seconds, seed, settings)
         stage_wavs["generated (training combinations)"] = (tw, tp, tq)
         ref_emb["generated (training combinations)"] = judge.embed(real([tconds[k][1] for k in tkeys])[1])
     rows = {}
@@ -275,7 +278,8 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
         rows[name] = row
     return {"judge": judge.info.get("soundfonts"), "conditions": len(keys), "per_condition": per_condition,
             "unseen_conditions": sum(k not in seen for k in keys), "training_conditions": n_train,
-            "seconds": seconds, "rows": rows}
+            "seconds": seconds, "settings": pipe.settings(seconds, **{"steps": None, "guidance": None, "sampler": None,
+                                                                      **(settings or {})}), "rows": rows}
 
 
 def decomposition_table(rep: dict) -> str:

@@ -1,5 +1,5 @@
 """python recipes/gm_notes/report.py --data data/gm_notes_fluid/manifest.jsonl [--model DIR] [--out report.json]
-    [--gm-judge [FOLDER]]
+    [--gm-judge [FOLDER]] [--steps N] [--guidance W] [--sampler NAME]
 
 The shared evaluation (audioldm.evaluation.report, the one recipes/audio_folder uses) on a GM-notes label model: a
 judge trained on the training split's real notes recognises the instrument (--category), held-out notes are the
@@ -10,6 +10,8 @@ table (stage decomposition, adherence vs ceiling vs chance, FD vs real-vs-real, 
 trained on every GM program from two soundfonts): family and program accuracy, pitch within 50 cents and FD of its
 embeddings, stage by stage, on the same held-out label combinations (unseen in U-Net training), beside a row of
 generations for combinations the U-Net was trained on (FD to those training clips; --no-training-row drops it).
+--steps / --guidance / --sampler override the model's generation defaults (e.g. a few-step solver, or a distilled
+student's one step).
 """
 
 import argparse
@@ -39,8 +41,15 @@ p.add_argument("--gm-judge", nargs="?", const="", default=None, metavar="FOLDER"
 p.add_argument("--skip-own-judge", action="store_true", help="only the GM judge's decomposition")
 p.add_argument("--no-training-row", action="store_true",
                help="GM judge: skip the row of generations for combinations the U-Net was trained on")
+p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
+p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+p.add_argument("--sampler", default=None, help="sampler (default: the model's)")
 args = p.parse_args()
 torch.set_num_threads(2)
+gen_settings = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("sampler", args.sampler))
+                if v is not None}
+if gen_settings and not (args.gm_judge is not None and args.skip_own_judge):
+    p.error("--steps / --guidance / --sampler apply to the GM judge's decomposition: add --gm-judge --skip-own-judge")
 
 pipe = AudioLDM.from_pretrained(args.model or default_model())
 args.seconds = args.seconds or pipe.defaults.duration
@@ -58,7 +67,7 @@ if args.gm_judge is not None:
     from audioldm.evaluation.gm_judge import decomposition_table, gm_decomposition, load_gm_judge
     gm = gm_decomposition(pipe, valid, seen, load_gm_judge(args.gm_judge or None), args.seconds, fields,
                           per_condition=args.per_condition, max_conditions=args.max_conditions,
-                          seen_clips=None if args.no_training_row else train)
+                          seen_clips=None if args.no_training_row else train, settings=gen_settings)
     print(decomposition_table(gm))
     if args.skip_own_judge:
         if args.out:
