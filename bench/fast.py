@@ -1,7 +1,7 @@
 """python bench/fast.py [--model STUDENT] [--teacher TEACHER] [--duration 2] [--repeats 5] [--threads 2] [--no-cli]
 
 Few-step generation against its references, in one run (issue 21). ``--model``: a distilled student (default: the
-shipped model); ``--teacher``: its teacher (default: the shipped teacher). Prints JSON rows:
+shipped gm-notes-fast); ``--teacher``: its teacher (default: the shipped gm-notes). Prints JSON rows:
 - ``generate()`` of one clip, the public call end to end, for the student (its default steps) and the teacher (its
   default 25 steps, CFG), with the split into denoise / VAE decode / vocoder;
 - the reference a diffusers user would write: UNet2DConditionModel holding the teacher's weights, driven by diffusers'
@@ -27,8 +27,8 @@ from audioldm.pipeline import AudioLDM
 
 ROOT = Path(__file__).resolve().parents[1]
 p = argparse.ArgumentParser()
-p.add_argument("--model", default=str(ROOT / "audioldm" / "pretrained" / "gm-notes"))
-p.add_argument("--teacher", default=str(ROOT / "audioldm" / "pretrained" / "gm-notes-teacher"))
+p.add_argument("--model", default=str(ROOT / "audioldm" / "pretrained" / "gm-notes-fast"))
+p.add_argument("--teacher", default=str(ROOT / "audioldm" / "pretrained" / "gm-notes"))
 p.add_argument("--duration", type=float, default=2.0)
 p.add_argument("--repeats", type=int, default=5)
 p.add_argument("--threads", type=int, default=2)
@@ -100,7 +100,7 @@ def diffusers_reference(teacher, labels, steps=25) -> dict:
         x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0)) * sched.init_noise_sigma
         for t in sched.timesteps:
             inp = sched.scale_model_input(torch.cat([x, x]), t)
-            out = unet(inp, t, class_labels=pooled).sample
+            out = unet(inp, t, encoder_hidden_states=None, class_labels=pooled).sample
             oc, ou = out.chunk(2)
             x = sched.step(ou + g * (oc - ou), t, x).prev_sample
         mel = teacher.vae.decode_latents(x, frames)
@@ -109,7 +109,8 @@ def diffusers_reference(teacher, labels, steps=25) -> dict:
     e2e = median_time(run, max(1, args.repeats // 2))
     x1 = torch.randn(1, *shape)
     with torch.no_grad():
-        one = median_time(lambda: unet(x1, torch.tensor([500]), class_labels=cond["pooled"]).sample)
+        one = median_time(lambda: unet(x1, torch.tensor([500]), encoder_hidden_states=None,
+                                        class_labels=cond["pooled"]).sample)
     return {"reference": "diffusers UNet2DConditionModel (teacher's weights) + DPMSolverMultistepScheduler, "
                          f"{steps} steps, CFG batch 2, then our VAE + vocoder",
             "generate_s": round(e2e, 4), "per_evaluation_ms_batch1": round(1000 * one, 2)}

@@ -140,3 +140,21 @@ def test_package_takes_the_trained_clip_length(tmp_path):
                    cwd=root)
     assert AudioLDM.from_pretrained(tmp_path / "m").defaults.duration == 1.6
     assert AudioLDM.from_pretrained(tmp_path / "m2").defaults.duration == 0.96
+
+
+def test_fast_model_is_a_two_evaluation_student_of_the_default():
+    """audioldm/pretrained/gm-notes-fast (recipes/distill): fp16, small, distilled from the shipped model (its id),
+    one U-Net call per step without an unconditional half, 2 steps by default, and it makes the requested notes."""
+    fast_dir = MODEL.parent / "gm-notes-fast"
+    fast = AudioLDM.from_pretrained(fast_dir)
+    assert fast.distilled is not None and fast.defaults.steps == 2 and fast.distilled.steps == [1, 2]
+    assert fast.distilled.teacher.startswith("gm-notes@") and fast.defaults.duration == pytest.approx(2.08)
+    assert sum(f.stat().st_size for f in fast_dir.rglob("*") if f.is_file()) <= 25 * 2 ** 20
+    with safe_open(str(fast_dir / "unet" / "model.safetensors"), "pt") as st:
+        assert all(str(st.get_tensor(k).dtype) == "torch.float16" for k in st.keys())
+    calls = []
+    fast.unet.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    res = fast.generate(PROMPTS, seed=0, num_per_prompt=2, progress=False)
+    assert calls == [8, 8]  # 8 clips, 2 evaluations, no unconditional half
+    cents = [pitch_error_cents(a, res.sample_rate, lab["pitch"]) for a, lab in zip(res.audio, res.labels)]
+    assert sum(abs(c) <= 50 for c in cents) >= 6, np.round(cents)

@@ -32,7 +32,7 @@ p.add_argument("--vae", default=None)
 p.add_argument("--ldm", default=None, help="run dir of train_ldm.py (unet/, conditioner/, schedule.json)")
 p.add_argument("--vocoder", default=None, help="trained vocoder folder, or 'griffinlim'")
 p.add_argument("--out", required=True)
-p.add_argument("--name", default="gm-notes-demo")
+p.add_argument("--name", default=None, help="the model's name (default: --base's, else gm-notes-demo)")
 p.add_argument("--duration", type=float, default=None,
                help="default generation length (seconds; default: the clip length --ldm was trained on, else "
                     "--base's, else 1.28)")
@@ -74,7 +74,11 @@ if args.duration is None and args.ldm is not None and (Path(args.ldm) / "trainin
     args.duration = float(json.loads((Path(args.ldm) / "training.json").read_text(encoding="utf-8"))["clip_seconds"])
 defaults = GenerationDefaults(*(getattr(d, k) if getattr(args, k) is None else getattr(args, k)
                                 for k in ("duration", "steps", "guidance", "sampler")))
-pipe = AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=args.name, info=getattr(base, "info", None))
+# a distilled --base keeps its range and sigmas while its U-Net is kept (recipes/distill)
+distilled = base.distilled if base is not None and args.ldm is None else None
+name = args.name or (base.name if base is not None else "gm-notes-demo")
+pipe = AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=name, info=getattr(base, "info", None),
+                distilled=distilled)
 out = pipe.save_pretrained(args.out, overwrite=args.overwrite, dtype=torch.float16 if args.fp16 else None)
 size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
 print(json.dumps({"model": str(out), "size_MB": round(size / 2 ** 20, 2), "conditioning": cond.describe()
