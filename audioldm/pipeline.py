@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from . import __version__
+from .accel import DETERMINISTIC, GraphedLoop, compile_unet
 from .diffusion import LatentDiffusion, NoiseSchedule
 from .editing import EditingMethods
 from .errors import PipelineError
 from .mel import MelConfig, MelFrontend
 from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
 from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
-from .accel import DETERMINISTIC
 from .sampling import guided, initial_noise, noise_sampler, sample
 from .settings import DistilledRange, GenerationDefaults, GenerationResult, resolve_settings, seeds_for
 from .unet import UNet
@@ -194,17 +194,17 @@ class AudioLDM(EditingMethods):
         """Run ``sampler`` from y = x at sigmas[0] down to 0. ``keep`` = (z0 [B, C, H, W], m [1|B, 1, H, W] in
         {0, 1}): where m is 1 the clean estimate is replaced by z0 at every step, so those latents end exactly at z0
         while the rest is generated in context (inpainting, super-resolution)."""
-        den = self._denoiser(cond, uncond, guidance, x.shape[0])
-        if keep is not None:
-            z0, m = keep
-            base = den
-            den = lambda y, s: base(y, s) * (1 - m) + z0 * m  # noqa: E731
         if self.graphs and keep is None and sampler in DETERMINISTIC:  # accelerate(): one replayed graph
             with torch.no_grad(), self.autocast():
                 z = self._graphed(sampler, sigmas, guidance, x, cond, uncond).float()
             if bar is not None:
                 bar.update(len(sigmas) - 1)
         else:
+            den = self._denoiser(cond, uncond, guidance, x.shape[0])
+            if keep is not None:
+                z0, m = keep
+                base = den
+                den = lambda y, s: base(y, s) * (1 - m) + z0 * m  # noqa: E731
             callback = (lambda i, x_, x0: bar.update(1)) if bar is not None else None
             with torch.no_grad(), self.autocast():
                 z = sample(sampler, den, x, sigmas, noise=noise_sampler(seeds, x.shape[1:], x.device),
@@ -222,7 +222,6 @@ class AudioLDM(EditingMethods):
 
     def _graphed(self, sampler, sigmas, guidance, x, cond, uncond) -> torch.Tensor:
         """The sampling loop as a replayed CUDA graph (accel.py), one per sampler, sigmas, guidance and shapes."""
-        from .accel import GraphedLoop
         packed = {**{f"c:{k}": v for k, v in cond.items()},
                   **({f"u:{k}": v for k, v in uncond.items()} if uncond is not None else {})}
         key = (sampler, tuple(float(s) for s in sigmas), float(guidance), tuple(x.shape),
@@ -240,9 +239,7 @@ class AudioLDM(EditingMethods):
     def accelerate(self, graphs: bool = True, compile: bool = False) -> "AudioLDM":
         """GPU fast paths (accel.py): ``graphs`` replays each deterministic sampling loop as a CUDA graph captured on
         its first use (inpainting, super-resolution and ancestral samplers keep the plain loop; the progress bar
-        jumps once per loop); ``compile``
-        torch.compiles the U-Net. Harmless on CPU, where the loop runs eagerly."""
-        from .accel import compile_unet
+        jumps once per loop); ``compile`` torch.compiles the U-Net. Harmless on CPU, where the loop runs eagerly."""
         self.graphs = bool(graphs)
         self._graph_cache.clear()
         if compile:
