@@ -25,7 +25,7 @@ from .errors import PipelineError
 from .mel import MelConfig, MelFrontend
 from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
 from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
-from .sampling import guided, initial_noise, noise_sampler, sample
+from .sampling import SigmaTable, guided, initial_noise, noise_sampler, sample
 from .settings import DistilledRange, GenerationDefaults, GenerationResult, resolve_settings, seeds_for
 from .unet import UNet
 from .vae import MelVAE
@@ -227,7 +227,7 @@ class AudioLDM(EditingMethods):
         key = (sampler, tuple(float(s) for s in sigmas), float(guidance), tuple(x.shape),
                tuple((k, tuple(v.shape)) for k, v in sorted(packed.items())))
         if key not in self._graph_cache:
-            sig = sigmas.to(self.device)
+            sig = SigmaTable(sigmas, self.device)  # host floats + device copy, made before capture
 
             def loop(x_, p):
                 c = {k[2:]: v for k, v in p.items() if k.startswith("c:")}

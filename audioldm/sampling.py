@@ -25,8 +25,8 @@ import torch
 from .conditioning import concat_conditions
 from .seeding import mix_seed, randn_per_sample
 
-__all__ = ["SAMPLERS", "sample", "sample_ddim", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m",
-           "guided", "noise_sampler", "initial_noise"]
+__all__ = ["SAMPLERS", "SigmaTable", "sample", "sample_ddim", "sample_ddpm", "sample_euler", "sample_heun",
+           "sample_dpmpp_2m", "guided", "noise_sampler", "initial_noise"]
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (y [B, ...], sigma: 0-d tensor) -> x0_hat
 
@@ -55,8 +55,20 @@ def guided(denoise_cond: Callable, cond: dict, uncond: dict | None, scale: float
     return fn
 
 
+class SigmaTable(list):
+    """Descending sigmas as host floats that also carry their float32 copy on ``device``, made once. A sampler given
+    one makes no copy at all, which CUDA-graph capture needs (accel.py)."""
+
+    def __init__(self, sigmas, device):
+        super().__init__(float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas))
+        self.on_device = torch.tensor(list(self), dtype=torch.float32, device=device)
+
+
 def _sigmas(sigmas, device) -> tuple[list[float], torch.Tensor]:
-    """(host floats, float32 tensor on ``device``) of the sigmas: one copy per sampler call, none per step."""
+    """(host floats, float32 tensor on ``device``) of the sigmas: one copy per sampler call (none for a
+    :class:`SigmaTable`), none per step."""
+    if isinstance(sigmas, SigmaTable):
+        return list(sigmas), sigmas.on_device
     host = [float(s) for s in (sigmas.tolist() if torch.is_tensor(sigmas) else sigmas)]
     dev = sigmas if torch.is_tensor(sigmas) else torch.tensor(host)
     return host, dev.to(device=device, dtype=torch.float32)

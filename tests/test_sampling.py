@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
-from audioldm.sampling import SAMPLERS, guided, initial_noise, noise_sampler, sample
+from audioldm.sampling import SAMPLERS, SigmaTable, guided, initial_noise, noise_sampler, sample
 
 MU, STD = 0.7, 0.5
 
@@ -224,3 +224,9 @@ def test_deterministic_samplers_copy_nothing_per_step(name, monkeypatch):
         counts[steps] = traffic.n
         monkeypatch.undo()
     assert counts[3] == counts[9], counts
+    # sigmas prepared once (host floats + device copy, as the CUDA-graph path does): no host traffic at all
+    table = SigmaTable(NoiseSchedule().sampling_sigmas(5), x.device)
+    traffic = _HostTraffic(monkeypatch)
+    with torch.no_grad():
+        sample(name, den, x, table)
+    assert traffic.n == 0
