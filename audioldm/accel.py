@@ -53,6 +53,7 @@ class GraphedLoop:
         self.static_out: torch.Tensor | None = None
         self.graph = None
         self.replays = 0
+        self._signature_of_static: tuple | None = None
 
     def _signature(self, x, cond) -> tuple:
         return (tuple(x.shape), x.dtype, x.device, tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(cond.items())))
@@ -61,8 +62,8 @@ class GraphedLoop:
         if self.static_x is None:
             self.static_x = x.clone()
             self.static_cond = {k: v.clone() for k, v in cond.items()}
-            self._sig = self._signature(x, cond)
-        elif self._signature(x, cond) != self._sig:
+            self._signature_of_static = self._signature(x, cond)
+        elif self._signature(x, cond) != self._signature_of_static:
             raise ValueError("GraphedLoop: inputs of another shape than the captured ones; build a new GraphedLoop")
         self.static_x.copy_(x)
         for k, v in cond.items():

@@ -57,8 +57,7 @@ def resolve_folder(path_or_id) -> Path:
 
 def read_model_folder(folder: Path) -> dict:
     """{"vae", "unet", "schedule", "conditioner", "vocoder", "defaults", "distilled", "name", "info"} from one of our
-    folders;
-    anything missing, malformed or of a newer format version is a PipelineError naming the file."""
+    folders; anything missing, malformed or of a newer format version is a PipelineError naming the file."""
     index_path = folder / MODEL_INDEX
     if not index_path.is_file():
         raise PipelineError(f"{index_path}: missing; a model folder needs {MODEL_INDEX} + {', '.join(COMPONENTS)}")

@@ -41,10 +41,11 @@ def noise_sampler(seeds: list[int], shape, device=None, dtype=torch.float32):
     return lambda i: randn_per_sample([mix_seed(s, i) for s in seeds], shape, device, dtype)
 
 
-def guided(denoise_cond: Callable, cond: dict, uncond: dict | None, scale: float) -> Denoiser:
+def guided(denoise_cond: Callable, cond: dict, uncond: dict | None, scale) -> Denoiser:
     """Classifier-free guidance (Ho & Salimans 2022): x0_u + scale (x0_c - x0_u), both halves in one batched call.
-    ``denoise_cond(y, sigma, cond_dict)``; cond values are tensors with the batch first (concatenated here)."""
-    if uncond is None or scale == 1.0:
+    ``denoise_cond(y, sigma, cond_dict)``; cond values are tensors with the batch first (concatenated here).
+    ``scale``: a float, or a tensor [B, 1, 1, 1] of one scale per sample (distillation's teacher)."""
+    if uncond is None or (not torch.is_tensor(scale) and scale == 1.0):
         return lambda y, sigma: denoise_cond(y, sigma, cond)
     both = concat_conditions(cond, uncond)
 

@@ -278,8 +278,9 @@ def gm_decomposition(pipe, heldout_clips, seen: set, judge: GMJudge, seconds: fl
         rows[name] = row
     return {"judge": judge.info.get("soundfonts"), "conditions": len(keys), "per_condition": per_condition,
             "unseen_conditions": sum(k not in seen for k in keys), "training_conditions": n_train,
-            "seconds": seconds, "settings": pipe.settings(seconds, **{"steps": None, "guidance": None, "sampler": None,
-                                                                      **(settings or {})}), "rows": rows}
+            "seconds": seconds, "settings": pipe.settings(seconds, **{k: (settings or {}).get(k)
+                                                                      for k in ("steps", "guidance", "sampler")}),
+            "rows": rows}
 
 
 def decomposition_table(rep: dict) -> str:

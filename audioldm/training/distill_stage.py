@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..diffusion import LatentDiffusion
-from ..sampling import initial_noise, sample
+from ..sampling import guided, initial_noise, sample
 from ..unet import UNet
 from .trainer import Stage, StepContext, TrainConfig
 
@@ -47,16 +47,8 @@ def teacher_pairs(diffusion: LatentDiffusion, cond: dict, uncond: dict, w: torch
     scales; seeds: B ints (the pipeline's per-sample initial noise, so pair k is what ``generate(seed=seeds[k])``
     starts from); shape (C, H, W); sigmas: the teacher's descending sigmas ending at 0.
     Returns (y_T [B, C, H, W] at sigmas[0], x_0 [B, C, H, W])."""
-    from ..conditioning import concat_conditions
     y = initial_noise(seeds, shape, float(sigmas[0]), w.device)
-    both = concat_conditions(cond, uncond)
-    scale = w.float().view(-1, 1, 1, 1)
-
-    def guided(x, s):  # CFG with a scale per sample (sampling.guided takes one scale for the batch)
-        c, u = diffusion.denoise(torch.cat([x, x]), s, both).chunk(2)
-        return u + scale * (c - u)
-
-    return y, sample(sampler, guided, y, sigmas.to(w.device))
+    return y, sample(sampler, guided(diffusion.denoise, cond, uncond, w.float().view(-1, 1, 1, 1)), y, sigmas)
 
 
 class PairDataset(Dataset):
@@ -81,17 +73,11 @@ def collate_pairs(items: list[dict]) -> dict:
 
 
 def student_sample(diffusion: LatentDiffusion, y: torch.Tensor, sigmas: list[float], cond: dict,
-                   w: torch.Tensor, grad_last: bool = False) -> list[torch.Tensor]:
-    """The student's DDIM path from y [B, C, H, W] at sigmas[0] over ``sigmas`` (ending at 0) with guidance input w
-    [B]: the x0 estimate [B, C, H, W] of each evaluation. Without ``grad_last`` it runs under no_grad."""
-    cond = {**cond, "guidance": w}
-    outs = []
-    with torch.set_grad_enabled(grad_last and torch.is_grad_enabled()):
-        for i in range(len(sigmas) - 1):
-            x0 = diffusion.denoise(y, sigmas[i], cond)
-            outs.append(x0)
-            y = x0 + (y - x0) * (sigmas[i + 1] / sigmas[i])
-    return outs
+                   w: torch.Tensor) -> torch.Tensor:
+    """The student's sample [B, C, H, W] from y [B, C, H, W] at sigmas[0] over ``sigmas`` (ending at 0), with
+    guidance input w [B]: DDIM with eta 0, as the pipeline runs it."""
+    c = {**cond, "guidance": w}
+    return sample("ddim", lambda y_, s: diffusion.denoise(y_, s, c), y, sigmas)
 
 
 class DistillStage(Stage):
@@ -144,6 +130,6 @@ class DistillStage(Stage):
         b = collate_pairs([self.valid[i] for i in range(len(self.valid))])
         y, x0, w = b["y"].to(ctx.device), b["x0"].to(ctx.device), b["w"].to(ctx.device)
         cond = self.conditioner.to(ctx.device)(b["inputs"])
-        one = student_sample(diff, y, [self.sigmas[0], 0.0], cond, w)[-1]
-        two = student_sample(diff, y, self.sigmas, cond, w)[-1]
+        one = student_sample(diff, y, [self.sigmas[0], 0.0], cond, w)
+        two = student_sample(diff, y, self.sigmas, cond, w)
         return {"scalars": {"valid_mse_1": F.mse_loss(one, x0).item(), "valid_mse_2": F.mse_loss(two, x0).item()}}

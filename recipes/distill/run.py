@@ -20,6 +20,7 @@ teacher makes the targets. GM notes: recipes/gm_notes/report.py --model OUT/mode
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -109,8 +110,9 @@ def cond_input(c):
     return {"text": c.caption, "labels": labels, "both": {"prompt": c.caption or None, "labels": labels or None}}[kind]
 
 
-train_inputs = [cond_input(c) for c in train if kind == "labels" or c.caption]
-valid_inputs = [cond_input(c) for c in valid if kind == "labels" or c.caption]
+train_clips = [c for c in train if kind == "labels" or c.caption]  # the clips carrying a condition the teacher reads
+valid_clips = [c for c in valid if kind == "labels" or c.caption]
+train_inputs, valid_inputs = [cond_input(c) for c in train_clips], [cond_input(c) for c in valid_clips]
 if not train_inputs:
     raise SystemExit(f"error: --data {data}: no training clip carries a condition the teacher reads ({kind})")
 settings = {"model": portable_model_id(src), "data": str(data.resolve()),
@@ -204,17 +206,15 @@ if not info.is_main:
 def package() -> dict:
     from audioldm.unet import UNet
 
-    pipe = AudioLDM.from_pretrained(src)  # a fresh copy of the teacher's other parts
-    pipe.unet = UNet.from_pretrained(out / "distill" / "unet")
-    pipe.diffusion = LatentDiffusion(pipe.unet, pipe.schedule)
-    pipe.distilled = DistilledRange(sigmas={"1": [s_max, 0.0], "2": sigmas2}, guidance_min=lo, guidance_max=hi,
-                                    teacher=portable_model_id(src), teacher_steps=t_steps,
-                                    teacher_sampler=teacher.defaults.sampler)
-    pipe.defaults.steps, pipe.defaults.sampler = 2, "ddim"
-    pipe.defaults.guidance = min(max(g0, lo), hi)
-    pipe.name = f"{teacher.name}-distilled"
-    pipe.info = {**pipe.info, "distilled_from": portable_model_id(src), "distill": {**pr, **ds}}
-    pipe._check()
+    base = AudioLDM.from_pretrained(src)  # a fresh copy of the teacher's other parts
+    distilled = DistilledRange(sigmas={"1": [s_max, 0.0], "2": sigmas2}, guidance_min=lo, guidance_max=hi,
+                               teacher=portable_model_id(src), teacher_steps=t_steps,
+                               teacher_sampler=teacher.defaults.sampler)
+    defaults = dataclasses.replace(base.defaults, steps=2, sampler="ddim", guidance=min(max(g0, lo), hi))
+    pipe = AudioLDM(base.vae, UNet.from_pretrained(out / "distill" / "unet"), base.schedule, base.conditioner,
+                    base.vocoder, defaults, name=f"{teacher.name}-distilled",
+                    info={**base.info, "distilled_from": portable_model_id(src), "distill": {**pr, **ds}},
+                    distilled=distilled)
     pipe.save_pretrained(out / "model", overwrite=True, dtype=torch.float16 if args.fp16 else None)
     return {"model": str(out / "model")}
 
@@ -224,17 +224,17 @@ pk = common.run_stage(out, "package", package, info)
 
 # 4. evaluate: the student against its teacher on held-out conditions, and plain few-step solving beside it
 def evaluate() -> dict:
+    from audioldm.config import save_json_atomic
+
     student = AudioLDM.from_pretrained(out / "model")
-    conds = list({json.dumps(x, sort_keys=True): x for x in (valid_inputs or train_inputs)}.values())
-    conds = conds[:preset["eval_conditions"]]
-    kw = (lambda x: {"prompt": x}) if kind == "text" else (lambda x: {"labels": x}) if kind == "labels" else \
-        (lambda x: {"prompt": x["prompt"], "labels": x["labels"]})
+    request = common.clip_request(kind, fields)  # one generate() request per distinct held-out condition
+    conds = list(dict(request(c) for c in (valid_clips or train_clips)).values())[:preset["eval_conditions"]]
     g = student.defaults.guidance
 
     def run(pipe, seed, **s):
         t0 = time.time()
-        lat = [pipe.generate(**kw(x), seed=seed, duration=duration, guidance=g, progress=False, **s).latents
-               for x in conds]
+        lat = [pipe.generate(**r, seed=seed, duration=duration, guidance=g, progress=False, **s).latents
+               for r in conds]
         return torch.cat(lat), (time.time() - t0) / len(conds)
 
     ref, t_ref = run(teacher, 0)
@@ -251,8 +251,8 @@ def evaluate() -> dict:
                                                              "s_per_clip": t}
     lines = ["| sampling | evaluations | latent MSE to the teacher's sample (same seed) | s per clip |", "|---|---|---|---|"]
     lines += [f"| {n} | {r['evals']} | {r['mse_to_teacher']:.4f} | {r['s_per_clip']:.3f} |" for n, r in rows.items()]
-    rep = {"conditions": len(conds), "held_out": bool(valid_inputs), "guidance": g, "rows": rows}
-    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
+    rep = {"conditions": len(conds), "held_out": bool(valid_clips), "guidance": g, "rows": rows}
+    save_json_atomic(out / "report.json", rep)
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines), file=sys.stderr)
     return {n: round(r["mse_to_teacher"], 5) for n, r in rows.items()}
