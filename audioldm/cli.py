@@ -1,5 +1,5 @@
 """The `audioldm` command line: `audioldm --version`, `audioldm info FILE...`, `audioldm generate PROMPT -o OUT`,
-`audioldm export --prompts FILE --out DIR`. Exit codes: 0 success, 1 some samples/files failed, 2 bad usage or input."""
+`audioldm export --prompts FILE --out DIR`, `audioldm ui [--model M]`. Exit codes: 0 success, 1 some samples/files failed, 2 bad usage or input."""
 
 from __future__ import annotations
 
@@ -125,6 +125,39 @@ def _cmd_export(args) -> int:
     return 1 if man["failures"] else 0
 
 
+def _cmd_ui(args) -> int:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .files import portable_model_id
+    from .ui import Session, require_gradio
+
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"--out {out}: must be a new or empty folder")
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = Path(tempfile.mkdtemp(prefix="audioldm-ui-"))
+    # Gradio's copies of served files go under OUT too (read when Gradio is imported)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(out / ".gradio"))
+    try:
+        require_gradio()  # before loading: a missing extra fails fast
+        pipe, model = _load_pipeline(args)  # a bad model folder fails here, before any server starts
+    except BaseException:
+        if not any(out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    from .ui_page import launch
+
+    model = portable_model_id(model) if Path(model).is_dir() else model
+    print(f"audioldm ui: {pipe.name} on http://{args.host}:{args.port} (requests are written to {out})",
+          file=sys.stderr)
+    launch(Session(pipe, out, model), args.host, args.port, quiet=args.quiet)
+    return 0
+
+
 def _cmd_convert(args) -> int:
     import torch
 
@@ -186,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", default="wav", choices=["wav", "flac"])
     _generation_args(exp)
     exp.set_defaults(func=_cmd_export)
+    ui = sub.add_parser("ui", help="a local web page for a model (needs the .[ui] extra: Gradio)")
+    ui.add_argument("--model", default=None, help="model folder or hub id (default: the model shipped with audioldm)")
+    ui.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]",
+                    help="merge a LoRA adapter (folder or .safetensors) at SCALE (default 1); repeat to stack")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--out", default=None, help="a new or empty folder for the requests' files (default: a new "
+                    "temporary folder)")
+    ui.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    ui.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ui.add_argument("--quiet", action="store_true")
+    ui.set_defaults(func=_cmd_ui)
     conv = sub.add_parser("convert", help="diffusers AudioLDM folder -> our model folder, or back with --to diffusers")
     conv.add_argument("src", help="the model to convert")
     conv.add_argument("dst", help="the folder to write")
@@ -203,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.command in ("generate", "export", "convert"):
+    if args.command in ("generate", "export", "convert", "ui"):
         try:
             return args.func(args)
-        except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        except (ValueError, FileExistsError, FileNotFoundError, OSError, ImportError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     return args.func(args)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ExportError", "read_prompt_file", "sanitize_name", "export_samples", "write_gallery", "save_spectrogram"]
+__all__ = ["ExportError", "read_prompt_file", "sanitize_name", "export_samples", "write_result", "make_manifest",
+           "write_gallery", "save_spectrogram"]
 
 RESERVED = ("prompt", "labels", "seed", "negative_prompt", "duration")
 
@@ -199,13 +200,40 @@ def _plan(pipe, rows: list[dict], num_per_prompt: int, fmt: str, base_seed: int 
     return plan
 
 
+def write_result(pipe, res, out: Path, stems: list[str], prompt=None, labels=None, fmt: str = "wav") -> list[dict]:
+    """Write sample k of ``res`` (a GenerationResult) as ``out/stems[k].fmt`` + ``out/stems[k].png``; returns one
+    manifest record per sample: files, the request (``prompt``, ``labels``), what the model read, seed and settings."""
+    from .audio import save_audio
+
+    records = []
+    reads = res.reads or [{} for _ in range(len(res))]  # (the editing modes record no reads)
+    for stem, wav, mel, read, seed in zip(stems, res.audio, res.mels.numpy(), reads, res.seeds):
+        file, spec = f"{stem}.{fmt}", f"{stem}.png"
+        save_audio(out / file, wav, res.sample_rate, overwrite=True)
+        save_spectrogram(out / spec, mel, res.sample_rate, pipe.mel_config.hop_length, prompt or file)
+        prm = {k: v for k, v in res.params.items() if k not in ("seeds", "model", "audioldm_version")}
+        if prm.get("mode") == "generate":
+            del prm["mode"]
+        # what the model was actually asked: parsed labels, or the tokens a text encoder kept (+ dropped)
+        records.append({"file": file, "spectrogram": spec, "prompt": prompt,
+                        "labels": read.get("labels", labels), **{k: v for k, v in read.items() if k != "labels"},
+                        "seed": seed, **prm, "duration_s": round(len(wav) / res.sample_rate, 4)})
+    return records
+
+
+def make_manifest(pipe, samples: list[dict], failures: list[dict], num_per_prompt: int, fmt: str,
+                  model_id: str | None = None) -> dict:
+    """The export manifest (``manifest.json``): model, version, time, rate, and the sample / failure records."""
+    from . import __version__
+    return {"model": pipe.name, "model_id": model_id or pipe.name, "audioldm_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sample_rate": pipe.sample_rate,
+            "num_per_prompt": num_per_prompt, "format": fmt, "samples": samples, "failures": failures}
+
+
 def export_samples(pipe, rows: list[dict], out_dir, duration=None, steps=None, guidance=None, sampler=None,
                    seed: int | None = None, negative_prompt=None, num_per_prompt: int = 1, fmt: str = "wav",
                    overwrite: bool = False, progress: bool = True, model_id: str | None = None) -> dict:
     """Generate and write every row; returns the manifest (``failures`` lists the rows that failed)."""
-    from . import __version__
-    from .audio import save_audio
-
     if fmt not in ("wav", "flac"):
         raise ExportError(f"format must be wav or flac, got {fmt!r}")
     out = Path(out_dir)
@@ -229,23 +257,12 @@ def export_samples(pipe, rows: list[dict], out_dir, duration=None, steps=None, g
                                 duration=r.get("duration", duration), steps=steps, guidance=guidance, sampler=sampler,
                                 seed=[p["seed"] for p in mine], num_per_prompt=len(mine),
                                 negative_prompt=r.get("negative_prompt", negative_prompt), progress=progress)
-            for p, wav, mel, read in zip(mine, res.audio, res.mels.numpy(), res.reads):
-                save_audio(out / p["file"], wav, res.sample_rate, overwrite=True)
-                save_spectrogram(out / p["spectrogram"], mel, res.sample_rate, pipe.mel_config.hop_length,
-                                 r.get("prompt") or p["file"])
-                prm = {k: v for k, v in res.params.items() if k not in ("seeds", "model", "audioldm_version", "mode")}
-                # what the model was actually asked: parsed labels, or the tokens a text encoder kept (+ dropped)
-                samples.append({"file": p["file"], "spectrogram": p["spectrogram"], "prompt": r.get("prompt"),
-                                "labels": read.get("labels", r.get("labels")), **{k: v for k, v in read.items()
-                                                                                 if k != "labels"},
-                                "seed": p["seed"], **prm,
-                                "duration_s": round(len(wav) / res.sample_rate, 4)})
+            samples += write_result(pipe, res, out, [p["file"].rsplit(".", 1)[0] for p in mine], r.get("prompt"),
+                                    r.get("labels"), fmt)
         except Exception as e:  # one bad row must not lose the others
             failures.append({"row": i, "line": r.get("_line"), "prompt": r.get("prompt"), "labels": r.get("labels"),
                              "error": f"{type(e).__name__}: {e}"})
-    manifest = {"model": pipe.name, "model_id": model_id or pipe.name, "audioldm_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sample_rate": pipe.sample_rate,
-                "num_per_prompt": num_per_prompt, "format": fmt, "samples": samples, "failures": failures}
+    manifest = make_manifest(pipe, samples, failures, num_per_prompt, fmt, model_id)
     from .config import save_json_atomic
     save_json_atomic(out / "manifest.json", manifest)
     write_gallery(out, manifest)

@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny audio files and a tiny GM-note data set rendered offline once per session."""
+"""Shared fixtures: tiny audio files and a tiny GM-note data set rendered offline once per session; the paths of
+headless Chromium and its driver."""
+
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +16,29 @@ def sine(freq=440.0, sr=16000, seconds=1.0, amp=0.5, channels=1):
     t = np.arange(int(sr * seconds)) / sr
     x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return x if channels == 1 else np.stack([x * (0.5 + 0.5 * c / channels) for c in range(channels)], 1)
+
+
+def _executable(names: tuple, what: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("AUDIOLDM_REQUIRE_BROWSER"):
+        pytest.fail(f"AUDIOLDM_REQUIRE_BROWSER is set but no {what} is installed ({', '.join(names)})")
+    pytest.skip(f"no {what} on this machine (CI installs Debian's chromium + chromium-driver and sets "
+                f"AUDIOLDM_REQUIRE_BROWSER=1)")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium binary (fails instead of skipping when $AUDIOLDM_REQUIRE_BROWSER is set)."""
+    return _executable(("chromium", "chromium-browser", "google-chrome"), "chromium")
+
+
+@pytest.fixture(scope="session")
+def chromedriver(chromium) -> str:
+    """Path of the chromedriver matching it (Debian's chromium-driver); nothing is downloaded."""
+    return _executable(("chromedriver",), "chromedriver")
 
 
 @pytest.fixture

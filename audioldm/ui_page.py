@@ -1,0 +1,152 @@
+"""The Gradio page of `audioldm ui` around a :class:`audioldm.ui.Session` (the request logic lives there).
+
+Element ids the browser test and the screenshot script rely on: ``prompt``, ``negative-prompt``, ``generate``,
+``edit``, ``status`` (the request's outcome, or the model's error message), ``reads``, ``sample-K-audio`` and
+``sample-K-spec`` (K = 1 .. MAX_SAMPLES), ``download``.
+"""
+
+from __future__ import annotations
+
+from .ui import _FONTS, _MONO, EDIT_MODES, MAX_SAMPLES, Session, describe_reads, require_gradio
+
+__all__ = ["build_app", "launch"]
+
+_CSS = "#status.error, #status .error {color: #b00020} footer {display: none !important}"
+
+
+def _intro(session: Session) -> str:
+    pipe = session.pipe
+    d = pipe.defaults
+    what = {"text": "a text prompt", "labels": "labels (the fields below)" + (
+        ", or a prompt it parses into labels" if pipe.reads_prompts else ""),
+        "both": "a prompt, labels, or both"}[pipe.conditioning]
+    extra = ""
+    if pipe.distilled is not None:
+        r = pipe.distilled
+        extra = (f" Distilled student: steps {r.steps}, guidance {r.guidance_min:g} to {r.guidance_max:g}, "
+                 f"samplers {list(r.SAMPLERS)}, no negative prompt.")
+    return (f"### {pipe.name}\nConditioned on {what}. {pipe.sample_rate} Hz; defaults: {d.duration:g} s, "
+            f"{d.steps} steps, guidance {d.guidance:g}, {d.sampler}.{extra}")
+
+
+def _label_widgets(gr, session: Session) -> list:
+    widgets = []
+    for f in session.fields:
+        if f.kind == "categorical":
+            widgets.append(gr.Dropdown(choices=list(f.values), value=f.values[0] if f.values else None,
+                                       label=f.name, elem_id=f"label-{f.name}"))
+        else:
+            whole = float(f.low).is_integer() and float(f.high).is_integer()
+            mid = (f.low + f.high) / 2
+            widgets.append(gr.Slider(minimum=f.low, maximum=f.high, value=round(mid) if whole else mid,
+                                     step=1 if whole else (f.high - f.low) / 100, label=f.name,
+                                     elem_id=f"label-{f.name}"))
+    return widgets
+
+
+def build_app(session: Session):
+    """The gr.Blocks page for ``session`` (not launched)."""
+    gr = require_gradio()
+    from .sampling import SAMPLERS
+
+    pipe, d = session.pipe, session.pipe.defaults
+    samplers = list(pipe.distilled.SAMPLERS) if pipe.distilled is not None else list(SAMPLERS)
+    with gr.Blocks(title=f"audioldm: {pipe.name}", analytics_enabled=False) as app:
+        gr.Markdown(_intro(session))
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
+                                    visible=pipe.reads_prompts, placeholder="e.g. a violin playing C5, loud")
+                negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt",
+                                      visible=pipe.reads_prompts and pipe.distilled is None)
+                use_labels = gr.Checkbox(label="use the label fields" + (
+                    " (a typed prompt takes precedence)" if pipe.conditioning == "labels" and pipe.reads_prompts
+                    else ""), value=pipe.conditioning == "labels", visible=bool(session.fields),
+                    elem_id="use-labels")
+                with gr.Row():
+                    labels = _label_widgets(gr, session)
+            with gr.Column(scale=2):
+                with gr.Row():
+                    duration = gr.Number(label="Duration (s)", value=d.duration, elem_id="duration")
+                    steps = gr.Number(label="Steps", value=d.steps, precision=0, elem_id="steps")
+                    guidance = gr.Number(label="Guidance", value=d.guidance, elem_id="guidance")
+                with gr.Row():
+                    sampler = gr.Dropdown(choices=samplers, value=d.sampler, label="Sampler", elem_id="sampler")
+                    num = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples", elem_id="num")
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed")
+                    random_seed = gr.Checkbox(label="random seed", value=True, elem_id="random-seed")
+        with gr.Tabs():
+            with gr.Tab("Generate"):
+                go = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Tab("Audio to audio"):
+                upload = gr.Audio(sources=["upload"], type="filepath", label="Input clip", elem_id="upload")
+                mode = gr.Radio(list(EDIT_MODES), value="transform", label="Mode", elem_id="mode")
+                with gr.Row():
+                    strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength (transform)")
+                    start = gr.Number(label="Start s (inpaint)", value=0.5)
+                    end = gr.Number(label="End s (inpaint)", value=1.0)
+                    cutoff = gr.Number(label="Cutoff Hz (super_resolve)", value=min(4000, pipe.sample_rate // 4))
+                edit = gr.Button("Run", variant="primary", elem_id="edit")
+        status = gr.Markdown("Ready.", elem_id="status")
+        reads = gr.Markdown("", elem_id="reads")
+        audios, specs = [], []
+        for k in range(1, MAX_SAMPLES + 1):
+            with gr.Row():
+                audios.append(gr.Audio(type="filepath", format="wav", label=f"sample {k}", interactive=False,
+                                       visible=False, buttons=["download"], elem_id=f"sample-{k}-audio"))
+                specs.append(gr.Image(type="filepath", label=f"spectrogram {k}", interactive=False,
+                                      visible=False, buttons=["download"], elem_id=f"sample-{k}-spec"))
+        download = gr.File(label="Download (export format: audio + manifest.json)", visible=False,
+                           elem_id="download")
+        outputs = [status, reads, *audios, *specs, download]
+        common = [prompt, negative, use_labels, duration, steps, guidance, sampler, seed, random_seed, num, *labels]
+
+        def show(rec=None, error=None):
+            if error is not None:
+                msg = f"**error:** {type(error).__name__}: {error}"
+                return [gr.update(value=msg, elem_classes=["error"]), gr.update(value=""),
+                        *[gr.update(visible=False, value=None)] * (2 * MAX_SAMPLES), gr.update(visible=False)]
+            n = len(rec["samples"])
+            warn = "".join(f"\n\n**warning:** {w}" for w in rec["warnings"])
+            msg = f"Done: {n} sample(s) in {rec['folder'].name}.{warn}"
+            aud = [gr.update(visible=k < n, value=str(rec["wavs"][k]) if k < n else None) for k in range(MAX_SAMPLES)]
+            img = [gr.update(visible=k < n, value=str(rec["pngs"][k]) if k < n else None) for k in range(MAX_SAMPLES)]
+            return [gr.update(value=msg, elem_classes=[]), describe_reads(rec["samples"]), *aud, *img,
+                    gr.update(visible=True, value=str(rec["zip"]))]
+
+        def split(vals):
+            p, neg, use, dur, st, g, smp, sd, rnd, n, *lab = vals
+            return p, neg, use, lab, Session.settings(dur, st, g, smp, sd, rnd, n)
+
+        def on_generate(*vals, progress=gr.Progress(track_tqdm=True)):
+            try:
+                p, neg, use, lab, s = split(vals)
+                return show(session.generate(p, neg, use, lab, s))
+            except Exception as e:  # the page shows the model's message; the server keeps serving
+                return show(error=e)
+
+        def on_edit(audio, md, stg, st0, st1, cut, *vals, progress=gr.Progress(track_tqdm=True)):
+            try:
+                p, neg, use, lab, s = split(vals)
+                return show(session.edit(md, audio, p, neg, use, lab, s, strength=stg, start=st0, end=st1,
+                                         cutoff_hz=cut))
+            except Exception as e:
+                return show(error=e)
+
+        # one queue for both buttons: one request at a time on this model
+        go.click(on_generate, common, outputs, concurrency_limit=1, concurrency_id="model", trigger_mode="multiple")
+        edit.click(on_edit, [upload, mode, strength, start, end, cutoff, *common], outputs, concurrency_limit=1,
+                   concurrency_id="model", trigger_mode="multiple")
+    app.queue(default_concurrency_limit=1)
+    return app
+
+
+def launch(session: Session, host: str = "127.0.0.1", port: int = 7860, quiet: bool = False) -> None:
+    """Serve the page until interrupted. Only ``session.out_root`` is served besides Gradio's own cache."""
+    gr = require_gradio()
+    app = build_app(session)
+    theme = gr.themes.Default(font=_FONTS, font_mono=_MONO)  # plain font names: no Google Fonts request
+    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True, quiet=quiet,
+               allowed_paths=[str(session.out_root)], theme=theme, css=_CSS, footer_links=[], ssr_mode=False,
+               pwa=False, mcp_server=False)
