@@ -137,24 +137,25 @@ def _cmd_ui(args) -> int:
         out = Path(args.out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise FileExistsError(f"--out {out}: must be a new or empty folder")
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
     else:
-        out = Path(tempfile.mkdtemp(prefix="audioldm-ui-"))
+        out, created = Path(tempfile.mkdtemp(prefix="audioldm-ui-")), True
     # Gradio's copies of served files go under OUT too (read when Gradio is imported)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(out / ".gradio"))
     try:
         require_gradio()  # before loading: a missing extra fails fast
         pipe, model = _load_pipeline(args)  # a bad model folder fails here, before any server starts
+        from .ui_page import launch
+
+        model = portable_model_id(model) if Path(model).is_dir() else model
+        print(f"audioldm ui: {pipe.name} on http://{args.host}:{args.port} (requests are written to {out})",
+              file=sys.stderr)
+        launch(Session(pipe, out, model), args.host, args.port, quiet=args.quiet)
     except BaseException:
-        if not any(out.iterdir()):
+        if created and not [f for f in out.iterdir() if f.name != ".gradio"]:  # no request yet: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
         raise
-    from .ui_page import launch
-
-    model = portable_model_id(model) if Path(model).is_dir() else model
-    print(f"audioldm ui: {pipe.name} on http://{args.host}:{args.port} (requests are written to {out})",
-          file=sys.stderr)
-    launch(Session(pipe, out, model), args.host, args.port, quiet=args.quiet)
     return 0
 
 

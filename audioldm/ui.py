@@ -127,10 +127,15 @@ class Session:
         neg = (negative_prompt or "").strip() or None
         extra = {"transform": {"strength": float(strength)}, "inpaint": {"start": float(start), "end": float(end)},
                  "super_resolve": {"cutoff_hz": float(cutoff_hz)}}[mode]
-        with self._lock:
+        with self._lock, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             res = getattr(self.pipe, mode)(str(audio_path), prompt=p, labels=labels, negative_prompt=neg, **extra,
                                            **s)
-            return {**self._write(res, p, labels, 1), "warnings": []}
+            if not res.reads:  # (the editing modes do not record them; generate does)
+                from .requests import request_reads
+                res.reads = request_reads(self.pipe.conditioner, res.prompts, res.labels)
+            said = sorted({str(w.message) for w in caught if issubclass(w.category, UnknownWordsWarning)})
+            return {**self._write(res, p, labels, 1), "warnings": said}
 
     def _write(self, res, prompt, labels, num: int) -> dict:
         """Write ``res`` as an export folder ``out_root/request_NNNN`` and its zip. Returns {"folder", "zip",

@@ -115,28 +115,31 @@ def build_app(session: Session):
             return [gr.update(value=msg, elem_classes=[]), describe_reads(rec["samples"]), *aud, *img,
                     gr.update(visible=True, value=str(rec["zip"]))]
 
-        def split(vals):
+        def split(data):
+            vals = [data[c] for c in common]
             p, neg, use, dur, st, g, smp, sd, rnd, n, *lab = vals
             return p, neg, use, lab, Session.settings(dur, st, g, smp, sd, rnd, n)
 
-        def on_generate(*vals, progress=gr.Progress(track_tqdm=True)):
+        # inputs come as one dict (a set of components), so Gradio sees the Progress default and tracks tqdm
+        def on_generate(data, progress=gr.Progress(track_tqdm=True)):
             try:
-                p, neg, use, lab, s = split(vals)
+                p, neg, use, lab, s = split(data)
                 return show(session.generate(p, neg, use, lab, s))
             except Exception as e:  # the page shows the model's message; the server keeps serving
                 return show(error=e)
 
-        def on_edit(audio, md, stg, st0, st1, cut, *vals, progress=gr.Progress(track_tqdm=True)):
+        def on_edit(data, progress=gr.Progress(track_tqdm=True)):
             try:
-                p, neg, use, lab, s = split(vals)
-                return show(session.edit(md, audio, p, neg, use, lab, s, strength=stg, start=st0, end=st1,
-                                         cutoff_hz=cut))
+                p, neg, use, lab, s = split(data)
+                return show(session.edit(data[mode], data[upload], p, neg, use, lab, s, strength=data[strength],
+                                         start=data[start], end=data[end], cutoff_hz=data[cutoff]))
             except Exception as e:
                 return show(error=e)
 
         # one queue for both buttons: one request at a time on this model
-        go.click(on_generate, common, outputs, concurrency_limit=1, concurrency_id="model", trigger_mode="multiple")
-        edit.click(on_edit, [upload, mode, strength, start, end, cutoff, *common], outputs, concurrency_limit=1,
+        go.click(on_generate, set(common), outputs, concurrency_limit=1, concurrency_id="model",
+                 trigger_mode="multiple")
+        edit.click(on_edit, {upload, mode, strength, start, end, cutoff, *common}, outputs, concurrency_limit=1,
                    concurrency_id="model", trigger_mode="multiple")
     app.queue(default_concurrency_limit=1)
     return app

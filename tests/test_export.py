@@ -1,7 +1,6 @@
 """`audioldm generate` / `audioldm export`: files, manifest, gallery (opened in headless Chromium), and errors."""
 
 import json
-import os
 import re
 import shutil
 import subprocess

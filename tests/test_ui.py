@@ -72,7 +72,7 @@ def test_session_audio_to_audio(session, tmp_path):
     out = session.edit("inpaint", src, "a piano playing C4", "", False, [None] * 3, _settings(), start=0.5, end=0.75)
     y = sf.read(out["wavs"][0])[0]
     assert len(y) == len(x) and np.allclose(y[:7000], x[:7000], atol=1e-4)  # kept outside [0.5, 0.75) s
-    assert out["samples"][0]["mode"] == "inpaint"
+    assert out["samples"][0]["mode"] == "inpaint" and out["samples"][0]["labels"]["instrument"] == "piano"
     for mode, kw in (("transform", {"strength": 0.5}), ("super_resolve", {"cutoff_hz": 3000})):
         rec = session.edit(mode, src, "", "", True, ["organ", 60, 80], _settings(), **kw)
         assert rec["samples"][0]["mode"] == mode and len(sf.read(rec["wavs"][0])[0]) == len(x)
@@ -104,6 +104,14 @@ def test_bad_model_folder_fails_before_the_server_starts(tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "notamodel" in out and "Running on" not in out
     assert not _listening(port)
+
+
+def test_ui_refuses_a_non_empty_out_folder(tmp_path, capsys):
+    from audioldm.cli import main
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["ui", "--out", str(tmp_path)]) == 2
+    assert "must be a new or empty folder" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
 @pytest.fixture
@@ -185,5 +193,5 @@ def test_page_in_headless_chromium(server, chromium, chromedriver):
     finally:
         d.quit()
     assert proc.poll() is None  # still serving after the error
-    written = {p.relative_to(tmp).parts[0] for p in tmp.rglob("*")}
-    assert written <= {"out", "gr"} or written <= {"out", "gr", ".cache", ".config", ".local"}, written
+    written = {p.relative_to(tmp).parts[0] for p in tmp.rglob("*")}  # the server wrote only under the test's folder
+    assert {"out", "gr"} <= written <= {"out", "gr", ".cache", ".config", ".local"}, written

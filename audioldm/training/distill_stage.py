@@ -13,6 +13,10 @@ gives x0_1; y_mid = x0_1 + (y_T - x0_1) sigma_mid / sigma_max (the deterministic
 sigma_mid gives the sample. Training uses exactly that path (:class:`DistillStage`): both evaluations are regressed on
 the teacher's x_0, the second from the y_mid the student's own first estimate makes (detached), so it learns to
 correct the errors the first one actually makes. One step (sigmas [sigma_max, 0]) is the first evaluation alone.
+
+Latent MSE alone rewards the mean of what the student cannot tell apart, which blurs timbre. ``mel_weight`` > 0 adds
+an L1 distance between the log-mel spectrograms the frozen VAE decoder makes of the student's and the teacher's
+latents (gradients flow through the decoder into the student; the decoder itself is not trained).
 """
 
 from __future__ import annotations
@@ -84,14 +88,19 @@ class DistillStage(Stage):
     """Trains ``student`` (a LatentDiffusion around a guidance-embedding U-Net) on :class:`PairDataset` batches.
     ``conditioner`` maps a batch's ``inputs`` to conditions (frozen: the teacher's); ``sigmas``: the student's
     two-step sigmas [sigma_max, sigma_mid, 0]; ``valid``: held-out pairs whose 1- and 2-step MSE to the teacher the
-    EMA student reports at each evaluation."""
+    EMA student reports at each evaluation; ``decoder``: latents [B, C, H, W] -> log-mel [B, n_mels, F], differentiable
+    and frozen (``vae.decode`` of the unscaled latents), needed when ``mel_weight`` > 0."""
 
     name = "distill"
 
-    def __init__(self, student: LatentDiffusion, conditioner, sigmas: list[float], valid: PairDataset | None = None):
+    def __init__(self, student: LatentDiffusion, conditioner, sigmas: list[float], valid: PairDataset | None = None,
+                 decoder=None, mel_weight: float = 0.0):
         if len(sigmas) != 3 or sigmas[-1] != 0:
             raise ValueError(f"DistillStage: sigmas must be [sigma_max, sigma_mid, 0], got {sigmas}")
+        if mel_weight < 0 or (mel_weight > 0 and decoder is None):
+            raise ValueError(f"DistillStage: mel_weight must be >= 0 and needs a decoder, got {mel_weight}")
         self.student, self.conditioner, self.sigmas, self.valid = student, conditioner, list(sigmas), valid
+        self.decoder, self.mel_weight = decoder, float(mel_weight)
 
     def modules(self):
         return {"unet": self.student.net}
@@ -118,8 +127,14 @@ class DistillStage(Stage):
             sig = torch.cat([torch.full_like(w, s_max), torch.full_like(w, s_mid)])
             out = diff.denoise(torch.cat([y, y_mid]), sig, both).float()
         e1, e2 = (out - torch.cat([x0, x0])).pow(2).mean(dim=(1, 2, 3)).chunk(2)
-        loss = e1.mean() + e2.mean()
-        yield "unet", loss, {"mse_1": e1.mean().detach(), "mse_2": e2.mean().detach()}
+        loss, logs = e1.mean() + e2.mean(), {"mse_1": e1.mean().detach(), "mse_2": e2.mean().detach()}
+        if self.mel_weight > 0:
+            with torch.no_grad():
+                target = self.decoder(x0).float()
+            m1, m2 = (self.decoder(out).float() - torch.cat([target, target])).abs().mean(dim=(1, 2)).chunk(2)
+            loss = loss + self.mel_weight * (m1.mean() + m2.mean())
+            logs.update(mel_1=m1.mean().detach(), mel_2=m2.mean().detach())
+        yield "unet", loss, logs
 
     @torch.no_grad()
     def evaluate(self, ctx: StepContext) -> dict:
