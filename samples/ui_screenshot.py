@@ -56,13 +56,16 @@ try:
         d.find_element(By.ID, "generate").click()
         WebDriverWait(d, 300).until(lambda d: d.find_element(By.ID, "status").text.startswith(("Done", "error")))
         time.sleep(2)  # waveforms and images finish drawing
-        height = d.execute_script("return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight, "
-                                  "...[...document.querySelectorAll('gradio-app, .gradio-container')]"
-                                  ".map(e => e.scrollHeight))")
-        d.set_window_size(1280, min(height + 40, 2400))
+        d.set_window_size(1280, 2400)  # tall enough for the whole page; the shot is cropped to the app itself
         time.sleep(1)
+        app = d.find_element(By.CSS_SELECTOR, ".gradio-container")
         tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp.png")
-        d.save_screenshot(str(tmp))
+        app.screenshot(str(tmp))
+        bottom = d.execute_script("var a = arguments[0].getBoundingClientRect(), b = document.getElementById("
+                                  "'download').getBoundingClientRect(); return b.bottom - a.top + 24;", app)
+        from PIL import Image  # (a Gradio dependency) crop the empty space below the last element
+        with Image.open(tmp) as im:
+            im.crop((0, 0, im.width, min(im.height, int(bottom)))).save(tmp, format="PNG", optimize=True)
         tmp.replace(args.out)
         print(f"wrote {args.out} ({d.find_element(By.ID, 'status').text.splitlines()[0]})")
     finally:

@@ -100,6 +100,8 @@ def test_recipe_flag_errors(tiny_model, tiny_notes, distilled, tmp_path):
     assert p.returncode != 0 and "already a distilled student" in p.stderr
     p = _run(tiny_model, data, tmp_path / "c", "--guidance-range", "3", "1", check=False)
     assert p.returncode != 0 and "--guidance-range" in p.stderr
+    p = _run(tiny_model, data, tmp_path / "d", "--init", str(tiny_model), check=False)
+    assert p.returncode != 0 and "not a distilled student of --model" in p.stderr
 
 
 def test_guidance_embedding_starts_at_zero():
@@ -113,3 +115,35 @@ def test_guidance_embedding_starts_at_zero():
         torch.testing.assert_close(student(x, t, {**c, "guidance": torch.tensor([1.0, 7.0])}), teacher(x, t, c))
     with pytest.raises(ValueError, match=r"needs cond\['guidance'\]"):
         student(x, t, c)
+
+
+def test_mel_loss_is_the_decoded_l1_and_trains_only_the_student():
+    """--mel-weight: the stage adds weight * (L1 of the decoded log-mels, per evaluation) to the latent MSE, and its
+    gradient reaches the student through a frozen decoder."""
+    from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
+    from audioldm.training.distill_stage import DistillStage, make_student
+    from audioldm.training.trainer import StepContext
+    from audioldm.unet import UNET_PRESETS, UNet
+    torch.manual_seed(0)
+    student = make_student(UNet(UNET_PRESETS["tiny"](cond_dim=8)))
+    diff = LatentDiffusion(student, NoiseSchedule(ScheduleConfig(prediction="v")))
+    conv = torch.nn.Conv2d(4, 3, 1).requires_grad_(False)
+    decoder = lambda z: conv(z).flatten(1, 2)  # noqa: E731  [B, 4, 8, 8] -> [B, 24, 8] "log-mel"
+
+    class Cond(torch.nn.Module):
+        def forward(self, inputs):
+            return {"pooled": torch.stack(inputs)}
+
+    cond = Cond()
+    batch = {"y": 20 * torch.randn(2, 4, 8, 8), "x0": torch.randn(2, 4, 8, 8), "w": torch.tensor([2.0, 3.0]),
+             "inputs": [torch.randn(8), torch.randn(8)]}
+    ctx = StepContext(step=0, epoch=0, seed=0, device=torch.device("cpu"), info=None, ema={})
+    with pytest.raises(ValueError, match="needs a decoder"):
+        DistillStage(diff, cond, [20.0, 1.0, 0.0], mel_weight=0.5)
+    plain = next(DistillStage(diff, cond, [20.0, 1.0, 0.0]).train_step(batch, ctx))[1]
+    _, loss, logs = next(DistillStage(diff, cond, [20.0, 1.0, 0.0], decoder=decoder, mel_weight=0.5)
+                         .train_step(batch, ctx))
+    assert logs["mel_1"] > 0 and logs["mel_2"] > 0
+    torch.testing.assert_close(loss, plain + 0.5 * (logs["mel_1"] + logs["mel_2"]), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert student.conv_out.weight.grad.abs().sum() > 0 and conv.weight.grad is None

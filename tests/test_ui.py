@@ -148,14 +148,15 @@ def test_page_in_headless_chromium(server, chromium, chromedriver):
     url, proc, tmp = server
     d = _driver(chromium, chromedriver)
     try:
-        def fill(prompt, duration="1.0"):
+        def fill(prompt, steps="4", click=True):
             d.get(url)
             WebDriverWait(d, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#prompt textarea"))
-            for sel, value in (("#prompt textarea", prompt), ("#steps input", "4"), ("#duration input", duration)):
+            for sel, value in (("#prompt textarea", prompt), ("#steps input", steps), ("#duration input", "1.0")):
                 box = d.find_element(By.CSS_SELECTOR, sel)
                 box.clear()
                 box.send_keys(value)
-            d.find_element(By.ID, "generate").click()
+            if click:
+                d.find_element(By.ID, "generate").click()
 
         def finished(d):
             text = d.find_element(By.ID, "status").text
@@ -182,13 +183,18 @@ def test_page_in_headless_chromium(server, chromium, chromedriver):
         text = WebDriverWait(d, 120).until(finished)
         assert text.startswith("error") and "kazoo" in text and "names nothing this model knows" in text
 
-        # two quick requests (two tabs) are queued and both finish
-        fill("a flute playing G4")
+        # two quick requests (two tabs, clicked one after the other) are queued and both finish
+        fill("a flute playing G4", steps="25", click=False)
         d.switch_to.new_window("tab")
-        fill("a trumpet playing C4, soft")
-        texts = [WebDriverWait(d, 120).until(finished)]
-        d.switch_to.window(d.window_handles[0])
-        texts.append(WebDriverWait(d, 120).until(finished))
+        fill("a trumpet playing C4, soft", steps="25", click=False)
+        tabs = d.window_handles
+        for tab in tabs:
+            d.switch_to.window(tab)
+            d.find_element(By.ID, "generate").click()
+        texts = []
+        for tab in tabs:
+            d.switch_to.window(tab)
+            texts.append(WebDriverWait(d, 120).until(finished))
         assert all(t.startswith("Done") for t in texts) and texts[0] != texts[1], texts  # two request folders
     finally:
         d.quit()

@@ -1,5 +1,5 @@
 """python recipes/distill/run.py --model SRC --data DATA --out OUT [--preset tiny|demo] [--steps N] [--pairs N]
-    [--guidance-range LO HI] [--mid-sigma S] [--resume] [--overwrite]
+    [--guidance-range LO HI] [--mid-sigma S] [--mel-weight W] [--init STUDENT] [--resume] [--overwrite]
 
 Distil a model into a student that generates in one or two network evaluations, guidance included
 (audioldm/training/distill_stage.py explains the method):
@@ -59,6 +59,10 @@ p.add_argument("--guidance-range", type=float, nargs=2, default=None, metavar=("
 p.add_argument("--mid-sigma", type=float, default=2.0, help="the student's second noise level (its first: the "
                "teacher's first)")
 p.add_argument("--teacher-steps", type=int, default=None, help="the teacher's steps (default: its default)")
+p.add_argument("--mel-weight", type=float, default=0.0, help="weight of a log-mel L1 loss through the frozen VAE "
+               "decoder, beside the latent MSE (default 0: latent MSE alone)")
+p.add_argument("--init", default=None, help="start from this student folder (distilled from the same teacher) instead "
+               "of the teacher's U-Net")
 p.add_argument("--valid-fraction", type=float, default=0.1, help="hash split, when DATA has no split column")
 p.add_argument("--lr", type=float, default=None)
 p.add_argument("--batch-size", type=int, default=None)
@@ -90,6 +94,23 @@ s_max = float(sig_t[0])
 if not 0 < args.mid_sigma < s_max:
     p.error(f"--mid-sigma must lie in (0, {s_max:.3g}) (the teacher's first sigma), got {args.mid_sigma}")
 sigmas2 = [s_max, args.mid_sigma, 0.0]
+if not (args.mel_weight >= 0 and math.isfinite(args.mel_weight)):
+    p.error(f"--mel-weight must be a finite number >= 0, got {args.mel_weight}")
+init_weights = None  # --init: a student of this teacher to continue from (checked before any work)
+if args.init:
+    try:
+        init = AudioLDM.from_pretrained(args.init)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --init {args.init}: {e}") from None
+    want = dataclasses.replace(teacher.unet.config, guidance_embed=True, gradient_checkpointing=False)
+    if init.distilled is None or dataclasses.replace(init.unet.config, gradient_checkpointing=False) != want:
+        raise SystemExit(f"error: --init {args.init}: not a distilled student of --model {src} (its U-Net config "
+                         f"must be the teacher's with guidance_embed=True)")
+    if init.distilled.teacher != portable_model_id(src):
+        raise SystemExit(f"error: --init {args.init}: distilled from {init.distilled.teacher}, not from --model "
+                         f"{portable_model_id(src)}")
+    init_weights = {k: v.float() for k, v in init.unet.state_dict().items()}
+    del init
 
 # conditions: DATA's training and held-out splits
 try:
@@ -117,7 +138,8 @@ if not train_inputs:
     raise SystemExit(f"error: --data {data}: no training clip carries a condition the teacher reads ({kind})")
 settings = {"model": portable_model_id(src), "data": str(data.resolve()),
             "data_fingerprint": common.data_fingerprint(data, args.out), "preset": args.preset,
-            "guidance_range": [lo, hi], "sigmas": sigmas2, "teacher_steps": t_steps, "pairs": args.pairs}
+            "guidance_range": [lo, hi], "sigmas": sigmas2, "teacher_steps": t_steps, "pairs": args.pairs,
+            **({"mel_weight": args.mel_weight} if args.mel_weight else {}), **({"init": args.init} if args.init else {})}
 out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
 common.barrier(info)
 duration = teacher.defaults.duration
@@ -173,10 +195,14 @@ def distill() -> dict:
     t0 = time.time()
     run = out / "distill"
     student = make_student(teacher.unet)
+    if init_weights is not None:
+        student.load_state_dict(init_weights)
     train_set = load_pairs("train", train_inputs)
     valid_set = load_pairs("valid", valid_inputs) if valid_inputs else None
     cond = CachedConditioner(teacher.conditioner, train_inputs + valid_inputs, device=info.device)
-    stage = DistillStage(LatentDiffusion(student, teacher.schedule), cond, sigmas2, valid=valid_set)
+    vae = teacher.vae.requires_grad_(False)
+    stage = DistillStage(LatentDiffusion(student, teacher.schedule), cond, sigmas2, valid=valid_set,
+                         decoder=lambda z: vae.decode(z / vae.config.scale_factor), mel_weight=args.mel_weight)
     steps = args.steps or preset["steps"]
     tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=args.batch_size or preset["batch"],
                      lr=args.lr or preset["lr"], warmup_steps=min(100, steps // 10), **common.train_levers(args),
