@@ -147,3 +147,38 @@ def test_mel_loss_is_the_decoded_l1_and_trains_only_the_student():
     torch.testing.assert_close(loss, plain + 0.5 * (logs["mel_1"] + logs["mel_2"]), rtol=1e-5, atol=1e-6)
     loss.backward()
     assert student.conv_out.weight.grad.abs().sum() > 0 and conv.weight.grad is None
+
+
+def test_adversarial_term_trains_student_and_critic_apart():
+    """--adv-weight: the student's loss gains weight * LSGAN generator loss from the critic; the critic's own loss
+    (teacher samples real, both student evaluations fake) reaches the critic only."""
+    from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
+    from audioldm.training.distill_stage import DistillStage, LatentCritic, make_student
+    from audioldm.training.trainer import StepContext
+    from audioldm.unet import UNET_PRESETS, UNet
+    torch.manual_seed(0)
+    student = make_student(UNet(UNET_PRESETS["tiny"](cond_dim=8)))
+    diff = LatentDiffusion(student, NoiseSchedule(ScheduleConfig(prediction="v")))
+
+    class Cond(torch.nn.Module):
+        def forward(self, inputs):
+            return {"pooled": torch.stack(inputs)}
+
+    critic = LatentCritic(4, 8, width=8)
+    batch = {"y": 20 * torch.randn(2, 4, 8, 8), "x0": torch.randn(2, 4, 8, 8), "w": torch.tensor([2.0, 3.0]),
+             "inputs": [torch.randn(8), torch.randn(8)]}
+    ctx = StepContext(step=0, epoch=0, seed=0, device=torch.device("cpu"), info=None, ema={})
+    with pytest.raises(ValueError, match="needs a critic"):
+        DistillStage(diff, Cond(), [20.0, 1.0, 0.0], adv_weight=0.1)
+    stage = DistillStage(diff, Cond(), [20.0, 1.0, 0.0], critic=critic, adv_weight=0.1)
+    assert set(stage.modules()) == {"unet", "critic"} and stage.ema_modules() == ["unet"]
+    plain = next(DistillStage(diff, Cond(), [20.0, 1.0, 0.0]).train_step(batch, ctx))[1]
+    steps = list(stage.train_step(batch, ctx))
+    assert [s[0] for s in steps] == ["unet", "critic"]
+    (_, g_loss, g_logs), (_, d_loss, _) = steps
+    torch.testing.assert_close(g_loss, plain + 0.1 * g_logs["g_adv"], rtol=1e-5, atol=1e-6)
+    c = torch.stack(batch["inputs"])
+    assert critic(batch["x0"], c).shape == (2, 1, 4, 4)
+    d_loss.backward()
+    assert critic.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in student.parameters())  # the student's samples were detached

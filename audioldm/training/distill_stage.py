@@ -16,21 +16,27 @@ correct the errors the first one actually makes. One step (sigmas [sigma_max, 0]
 
 Latent MSE alone rewards the mean of what the student cannot tell apart, which blurs timbre. ``mel_weight`` > 0 adds
 an L1 distance between the log-mel spectrograms the frozen VAE decoder makes of the student's and the teacher's
-latents (gradients flow through the decoder into the student; the decoder itself is not trained).
+latents (gradients flow through the decoder into the student; the decoder itself is not trained). ``adv_weight`` > 0
+adds an adversarial term instead of (or beside) it: a conditional patch critic on latents (:class:`LatentCritic`)
+learns to tell the teacher's samples from the student's, and the student is trained to fool it (least-squares GAN),
+which rewards sharp, teacher-like detail rather than the mean of what the student cannot tell apart.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import Dataset
 
 from ..diffusion import LatentDiffusion
 from ..sampling import guided, initial_noise, sample
 from ..unet import UNet
+from .losses import lsgan_d_loss, lsgan_g_loss
 from .trainer import Stage, StepContext, TrainConfig
 
-__all__ = ["make_student", "teacher_pairs", "PairDataset", "collate_pairs", "DistillStage", "student_sample"]
+__all__ = ["make_student", "teacher_pairs", "PairDataset", "collate_pairs", "DistillStage", "student_sample",
+           "LatentCritic", "cond_vector"]
 
 
 def make_student(teacher: UNet) -> UNet:
@@ -84,32 +90,63 @@ def student_sample(diffusion: LatentDiffusion, y: torch.Tensor, sigmas: list[flo
     return sample("ddim", lambda y_, s: diffusion.denoise(y_, s, c), y, sigmas)
 
 
+def cond_vector(cond: dict) -> torch.Tensor:
+    """One vector per sample [B, D] from a condition dict: its ``pooled`` entry, else the mean of ``context``."""
+    return cond["pooled"] if "pooled" in cond else cond["context"].mean(dim=1)
+
+
+class LatentCritic(nn.Module):
+    """Conditional patch discriminator on latents [B, C, H, W] given condition vectors [B, D]: one logit per patch
+    [B, 1, H/2, W/2], an unconditional head plus a projection of the condition onto the features (Miyato & Koyama
+    2018)."""
+
+    def __init__(self, channels: int, cond_dim: int, width: int = 64):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(nn.Conv2d(channels, w, 3, padding=1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.LeakyReLU(0.2))
+        self.head = nn.Conv2d(2 * w, 1, 1)
+        self.proj = nn.Linear(cond_dim, 2 * w)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.head(h) + (self.proj(c)[:, :, None, None] * h).sum(1, keepdim=True) / h.shape[1] ** 0.5
+
+
 class DistillStage(Stage):
     """Trains ``student`` (a LatentDiffusion around a guidance-embedding U-Net) on :class:`PairDataset` batches.
     ``conditioner`` maps a batch's ``inputs`` to conditions (frozen: the teacher's); ``sigmas``: the student's
     two-step sigmas [sigma_max, sigma_mid, 0]; ``valid``: held-out pairs whose 1- and 2-step MSE to the teacher the
     EMA student reports at each evaluation; ``decoder``: latents [B, C, H, W] -> log-mel [B, n_mels, F], differentiable
-    and frozen (``vae.decode`` of the unscaled latents), needed when ``mel_weight`` > 0."""
+    and frozen (``vae.decode`` of the unscaled latents), needed when ``mel_weight`` > 0; ``critic``: a
+    :class:`LatentCritic`, trained beside the student, needed when ``adv_weight`` > 0."""
 
     name = "distill"
 
     def __init__(self, student: LatentDiffusion, conditioner, sigmas: list[float], valid: PairDataset | None = None,
-                 decoder=None, mel_weight: float = 0.0):
+                 decoder=None, mel_weight: float = 0.0, critic: nn.Module | None = None, adv_weight: float = 0.0):
         if len(sigmas) != 3 or sigmas[-1] != 0:
             raise ValueError(f"DistillStage: sigmas must be [sigma_max, sigma_mid, 0], got {sigmas}")
         if mel_weight < 0 or (mel_weight > 0 and decoder is None):
             raise ValueError(f"DistillStage: mel_weight must be >= 0 and needs a decoder, got {mel_weight}")
         self.student, self.conditioner, self.sigmas, self.valid = student, conditioner, list(sigmas), valid
+        if adv_weight < 0 or (adv_weight > 0 and critic is None):
+            raise ValueError(f"DistillStage: adv_weight must be >= 0 and needs a critic, got {adv_weight}")
         self.decoder, self.mel_weight = decoder, float(mel_weight)
+        self.critic, self.adv_weight = (critic, float(adv_weight)) if adv_weight > 0 else (None, 0.0)
 
     def modules(self):
-        return {"unet": self.student.net}
+        return {"unet": self.student.net, **({"critic": self.critic} if self.critic is not None else {})}
 
     def ema_modules(self):
         return ["unet"]
 
     def optimizers(self, cfg: TrainConfig):
-        return {"unet": torch.optim.AdamW(self.student.net.parameters(), lr=cfg.lr, weight_decay=0.0)}
+        opts = {"unet": torch.optim.AdamW(self.student.net.parameters(), lr=cfg.lr, weight_decay=0.0)}
+        if self.critic is not None:
+            opts["critic"] = torch.optim.AdamW(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+        return opts
 
     def train_step(self, batch: dict, ctx: StepContext):
         net = ctx.modules.get("unet", self.student.net)  # DDP-wrapped under torchrun
@@ -134,7 +171,17 @@ class DistillStage(Stage):
             m1, m2 = (self.decoder(out).float() - torch.cat([target, target])).abs().mean(dim=(1, 2)).chunk(2)
             loss = loss + self.mel_weight * (m1.mean() + m2.mean())
             logs.update(mel_1=m1.mean().detach(), mel_2=m2.mean().detach())
+        if self.critic is not None:
+            c = cond_vector(cond).float()
+            c2 = torch.cat([c, c])
+            g = lsgan_g_loss(self.critic(out, c2))  # (reaches only the student: the trainer's backward is per optimizer)
+            loss = loss + self.adv_weight * g
+            logs["g_adv"] = g.detach()
         yield "unet", loss, logs
+        if self.critic is not None:  # the teacher's samples are real, both of the student's evaluations fake
+            critic = ctx.modules.get("critic", self.critic)
+            d = lsgan_d_loss(critic(x0, c), critic(out.detach(), c2))
+            yield "critic", d, {"d_adv": d.detach()}
 
     @torch.no_grad()
     def evaluate(self, ctx: StepContext) -> dict:

@@ -1,5 +1,6 @@
 """python recipes/distill/run.py --model SRC --data DATA --out OUT [--preset tiny|demo] [--steps N] [--pairs N]
-    [--guidance-range LO HI] [--mid-sigma S] [--mel-weight W] [--init STUDENT] [--resume] [--overwrite]
+    [--guidance-range LO HI] [--mid-sigma S] [--mel-weight W] [--adv-weight W] [--init STUDENT] [--resume]
+    [--overwrite]
 
 Distil a model into a student that generates in one or two network evaluations, guidance included
 (audioldm/training/distill_stage.py explains the method):
@@ -39,8 +40,8 @@ from audioldm.pipeline import AudioLDM  # noqa: E402
 from audioldm.settings import DistilledRange  # noqa: E402
 from audioldm.training import TrainConfig, Trainer  # noqa: E402
 from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
-from audioldm.training.distill_stage import DistillStage, PairDataset, collate_pairs, make_student, \
-    teacher_pairs  # noqa: E402
+from audioldm.training.distill_stage import DistillStage, LatentCritic, PairDataset, collate_pairs, \
+    cond_vector, make_student, teacher_pairs  # noqa: E402
 from audioldm.training.distributed import init_distributed  # noqa: E402
 
 PRESETS = {
@@ -61,6 +62,8 @@ p.add_argument("--mid-sigma", type=float, default=2.0, help="the student's secon
 p.add_argument("--teacher-steps", type=int, default=None, help="the teacher's steps (default: its default)")
 p.add_argument("--mel-weight", type=float, default=0.0, help="weight of a log-mel L1 loss through the frozen VAE "
                "decoder, beside the latent MSE (default 0: latent MSE alone)")
+p.add_argument("--adv-weight", type=float, default=0.0, help="weight of an adversarial loss from a conditional "
+               "patch critic on latents that learns to tell the teacher's samples from the student's (default 0)")
 p.add_argument("--init", default=None, help="start from this student folder (distilled from the same teacher) instead "
                "of the teacher's U-Net")
 p.add_argument("--valid-fraction", type=float, default=0.1, help="hash split, when DATA has no split column")
@@ -94,8 +97,9 @@ s_max = float(sig_t[0])
 if not 0 < args.mid_sigma < s_max:
     p.error(f"--mid-sigma must lie in (0, {s_max:.3g}) (the teacher's first sigma), got {args.mid_sigma}")
 sigmas2 = [s_max, args.mid_sigma, 0.0]
-if not (args.mel_weight >= 0 and math.isfinite(args.mel_weight)):
-    p.error(f"--mel-weight must be a finite number >= 0, got {args.mel_weight}")
+for flag, v in (("--mel-weight", args.mel_weight), ("--adv-weight", args.adv_weight)):
+    if not (v >= 0 and math.isfinite(v)):
+        p.error(f"{flag} must be a finite number >= 0, got {v}")
 init_weights = None  # --init: a student of this teacher to continue from (checked before any work)
 if args.init:
     try:
@@ -139,7 +143,8 @@ if not train_inputs:
 settings = {"model": portable_model_id(src), "data": str(data.resolve()),
             "data_fingerprint": common.data_fingerprint(data, args.out), "preset": args.preset,
             "guidance_range": [lo, hi], "sigmas": sigmas2, "teacher_steps": t_steps, "pairs": args.pairs,
-            **({"mel_weight": args.mel_weight} if args.mel_weight else {}), **({"init": args.init} if args.init else {})}
+            **({"mel_weight": args.mel_weight} if args.mel_weight else {}), **({"init": args.init} if args.init else {}),
+            **({"adv_weight": args.adv_weight} if args.adv_weight else {})}
 out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
 common.barrier(info)
 duration = teacher.defaults.duration
@@ -201,8 +206,15 @@ def distill() -> dict:
     valid_set = load_pairs("valid", valid_inputs) if valid_inputs else None
     cond = CachedConditioner(teacher.conditioner, train_inputs + valid_inputs, device=info.device)
     vae = teacher.vae.requires_grad_(False)
+    critic = None
+    if args.adv_weight > 0:
+        with torch.no_grad():
+            dim = cond_vector(cond(train_inputs[:1])).shape[-1]
+        torch.manual_seed(args.seed)
+        critic = LatentCritic(student.config.in_channels, dim).to(info.device)
     stage = DistillStage(LatentDiffusion(student, teacher.schedule), cond, sigmas2, valid=valid_set,
-                         decoder=lambda z: vae.decode(z / vae.config.scale_factor), mel_weight=args.mel_weight)
+                         decoder=lambda z: vae.decode(z / vae.config.scale_factor), mel_weight=args.mel_weight,
+                         critic=critic, adv_weight=args.adv_weight)
     steps = args.steps or preset["steps"]
     tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=args.batch_size or preset["batch"],
                      lr=args.lr or preset["lr"], warmup_steps=min(100, steps // 10), **common.train_levers(args),
