@@ -58,14 +58,18 @@ audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite
 # 6. the two-evaluation student (recipes/distill), shipped beside the default as gm-notes-fast (not the default: it
 #    loses family accuracy, README), and its evaluation by the same judge. Round 1: 1536 teacher samples of training
 #    combinations, guidance 2-4, 2500 steps. Round 2 continues from it (--init) on 4608 teacher samples, 2000 steps at
-#    lr 1e-4. (The shipped student's round 2 used the 3072 samples of an earlier --pairs 3072 run plus round 1's
+#    lr 1e-4; round 3 from round 2, 1000 steps. (The shipped student's round 2 used the 3072 samples of an earlier --pairs 3072 run plus round 1's
 #    1536, merged by hand; this computes 4608 fresh ones.)
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
     --out $RUNS/distill_gm --preset demo --no-progress $([ -f $RUNS/distill_gm/run.json ] && echo --resume)
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
     --out $RUNS/distill_more --preset demo --init $RUNS/distill_gm/model --pairs 4608 --steps 2000 --lr 1e-4 --fp16 \
     --no-progress $([ -f $RUNS/distill_more/run.json ] && echo --resume)
-python $R/package.py --base $RUNS/distill_more/model --out audioldm/pretrained/gm-notes-fast --name gm-notes-fast \
+# round 3: from round 2's student, 1000 more steps on the same 4608 samples (recomputed here: a new run folder)
+python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
+    --out $RUNS/distill_more3 --preset demo --init $RUNS/distill_more/model --pairs 4608 --steps 1000 --lr 1e-4 \
+    --fp16 --no-progress $([ -f $RUNS/distill_more3/run.json ] && echo --resume)
+python $R/package.py --base $RUNS/distill_more3/model --out audioldm/pretrained/gm-notes-fast --name gm-notes-fast \
     --fp16 --overwrite
 python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --model audioldm/pretrained/gm-notes-fast --gm-judge \
     --skip-own-judge --max-conditions 48
