@@ -55,11 +55,12 @@ python $R/package.py --vae $RUNS/vae_fluid/vae --ldm $RUNS/ldm_fluid --vocoder g
 python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --gm-judge --skip-own-judge --max-conditions 48
 audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite --quiet
 
-# 6. the two-evaluation student (recipes/distill), shipped beside the default as gm-notes-fast (not the default: it
-#    loses family accuracy, README), and its evaluation by the same judge. Round 1: 1536 teacher samples of training
-#    combinations, guidance 2-4, 2500 steps. Round 2 continues from it (--init) on 4608 teacher samples, 2000 steps at
-#    lr 1e-4; round 3 from round 2, 1000 steps. (The shipped student's round 2 used the 3072 samples of an earlier --pairs 3072 run plus round 1's
-#    1536, merged by hand; this computes 4608 fresh ones.)
+# 6. the two-evaluation student (recipes/distill), shipped beside the default as gm-notes-fast (not the default:
+#    its family accuracy is 2.6 points below the teacher's, README), and its evaluation by the same judge.
+#    Round 1: 1536 teacher samples of training combinations, guidance 2-4, 2500 steps. Round 2 continues from it
+#    (--init) on 4608 teacher samples, 2000 steps at lr 1e-4; round 3 from round 2, 1000 steps. (The shipped
+#    student's round 2 used the 3072 samples of an earlier --pairs 3072 run plus round 1's 1536, merged by hand;
+#    this computes 4608 fresh ones.)
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
     --out $RUNS/distill_gm --preset demo --no-progress $([ -f $RUNS/distill_gm/run.json ] && echo --resume)
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
