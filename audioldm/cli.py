@@ -79,6 +79,14 @@ def _load_pipeline(args):
     return pipe, model
 
 
+def _model_id(model: str) -> str:
+    """How outputs record the model: a folder as NAME@CONTENT-HASH (no path of this machine), a hub id as it is."""
+    from pathlib import Path
+
+    from .files import portable_model_id
+    return portable_model_id(model) if Path(model).is_dir() else model
+
+
 def _cmd_generate(args) -> int:
     from pathlib import Path
 
@@ -104,19 +112,14 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from pathlib import Path
-
     from .export import export_samples, read_prompt_file
-    from .files import portable_model_id
 
     rows = read_prompt_file(args.prompts)
     pipe, model = _load_pipeline(args)
-    # a folder is recorded as NAME@CONTENT-HASH (no path of this machine); a hub id as it is
-    model = portable_model_id(model) if Path(model).is_dir() else model
     man = export_samples(pipe, rows, args.out, duration=args.duration, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, seed=args.seed, negative_prompt=args.negative_prompt,
                          num_per_prompt=args.num, fmt=args.format, overwrite=args.overwrite,
-                         progress=not args.quiet, model_id=model)
+                         progress=not args.quiet, model_id=_model_id(model))
     for f in man["failures"]:
         print(f"error: row {f['row']} (line {f['line']}): {f['error']}", file=sys.stderr)
     if not args.quiet:
@@ -130,7 +133,6 @@ def _cmd_ui(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from .files import portable_model_id
     from .ui import Session, require_gradio
 
     if args.out is not None:
@@ -148,10 +150,9 @@ def _cmd_ui(args) -> int:
         pipe, model = _load_pipeline(args)  # a bad model folder fails here, before any server starts
         from .ui_page import launch
 
-        model = portable_model_id(model) if Path(model).is_dir() else model
         print(f"audioldm ui: {pipe.name} on http://{args.host}:{args.port} (requests are written to {out})",
               file=sys.stderr)
-        launch(Session(pipe, out, model), args.host, args.port, quiet=args.quiet)
+        launch(Session(pipe, out, _model_id(model)), args.host, args.port, quiet=args.quiet)
     except BaseException:
         if created and not [f for f in out.iterdir() if f.name != ".gradio"]:  # no request yet: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)

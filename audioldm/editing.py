@@ -24,6 +24,7 @@ import torch
 from . import __version__
 from .audio import AudioError, load_audio, resample
 from .mel import mel_filterbank
+from .requests import request_reads
 from .seeding import mix_seed, randn_per_sample
 from .settings import GenerationResult
 
@@ -65,8 +66,9 @@ def _setup(pipe, audio, prompt, labels, sample_rate, steps, guidance, sampler, s
 
 def _result(pipe, wav_out, mel, z, prompts, labels, seeds, params):
     params = {**params, "seeds": seeds, "model": pipe.name, "audioldm_version": __version__}
+    reads = request_reads(pipe.conditioner, prompts, labels)  # what the model read, as generate() records it
     return GenerationResult(wav_out.cpu().numpy().astype(np.float32), pipe.sample_rate, mel.cpu(), z.cpu(),
-                            prompts, labels, seeds, params)
+                            prompts, labels, seeds, params, reads)
 
 
 def transform(pipe, audio, prompt=None, labels=None, strength: float = 0.6, steps: int | None = None,

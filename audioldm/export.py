@@ -206,8 +206,7 @@ def write_result(pipe, res, out: Path, stems: list[str], prompt=None, labels=Non
     from .audio import save_audio
 
     records = []
-    reads = res.reads or [{} for _ in range(len(res))]  # (the editing modes record no reads)
-    for stem, wav, mel, read, seed in zip(stems, res.audio, res.mels.numpy(), reads, res.seeds):
+    for stem, wav, mel, read, seed in zip(stems, res.audio, res.mels.numpy(), res.reads, res.seeds):
         file, spec = f"{stem}.{fmt}", f"{stem}.png"
         save_audio(out / file, wav, res.sample_rate, overwrite=True)
         save_spectrogram(out / spec, mel, res.sample_rate, pipe.mel_config.hop_length, prompt or file)

@@ -26,8 +26,6 @@ __all__ = ["MAX_SAMPLES", "EDIT_MODES", "Session", "label_fields", "describe_rea
 
 MAX_SAMPLES = 4  # audio + spectrogram slots on the page
 EDIT_MODES = ("transform", "inpaint", "super_resolve")
-_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]  # local fonts only: nothing fetched
-_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
 
 def require_gradio():
@@ -107,12 +105,8 @@ class Session:
         p, labels = self.request(prompt, use_labels, label_values)
         s = dict(settings)
         num = s.pop("num")
-        with self._lock, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = self.pipe.generate(prompt=p, labels=labels, negative_prompt=(negative_prompt or "").strip() or None,
-                                     num_per_prompt=num, **s)
-            said = sorted({str(w.message) for w in caught if issubclass(w.category, UnknownWordsWarning)})
-            return {**self._write(res, p, labels, num), "warnings": said}
+        return self._run(self.pipe.generate, p, labels, num, negative_prompt=(negative_prompt or "").strip() or None,
+                         num_per_prompt=num, **s)
 
     def edit(self, mode: str, audio_path, prompt, negative_prompt, use_labels, label_values, settings: dict,
              strength: float = 0.6, start: float = 0.0, end: float = 1.0, cutoff_hz: float = 4000.0) -> dict:
@@ -127,19 +121,20 @@ class Session:
         neg = (negative_prompt or "").strip() or None
         extra = {"transform": {"strength": float(strength)}, "inpaint": {"start": float(start), "end": float(end)},
                  "super_resolve": {"cutoff_hz": float(cutoff_hz)}}[mode]
+        return self._run(getattr(self.pipe, mode), p, labels, 1, str(audio_path), negative_prompt=neg, **extra, **s)
+
+    def _run(self, method, prompt, labels, num: int, *args, **kw) -> dict:
+        """``method(*args, prompt=, labels=, **kw)`` alone (the lock), then :meth:`_write`; the record gains
+        "warnings": the unknown-word warnings the call gave."""
         with self._lock, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = getattr(self.pipe, mode)(str(audio_path), prompt=p, labels=labels, negative_prompt=neg, **extra,
-                                           **s)
-            if not res.reads:  # (the editing modes do not record them; generate does)
-                from .requests import request_reads
-                res.reads = request_reads(self.pipe.conditioner, res.prompts, res.labels)
+            res = method(*args, prompt=prompt, labels=labels, **kw)
             said = sorted({str(w.message) for w in caught if issubclass(w.category, UnknownWordsWarning)})
-            return {**self._write(res, p, labels, 1), "warnings": said}
+            return {**self._write(res, prompt, labels, num), "warnings": said}
 
     def _write(self, res, prompt, labels, num: int) -> dict:
         """Write ``res`` as an export folder ``out_root/request_NNNN`` and its zip. Returns {"folder", "zip",
-        "samples": manifest records, "wavs": paths, "pngs": paths} (the callers add "warnings")."""
+        "samples": manifest records, "wavs": paths, "pngs": paths}."""
         from .config import save_json_atomic
         from .export import make_manifest, write_gallery, write_result
 

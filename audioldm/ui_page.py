@@ -7,10 +7,12 @@ Element ids the browser test and the screenshot script rely on: ``prompt``, ``ne
 
 from __future__ import annotations
 
-from .ui import _FONTS, _MONO, EDIT_MODES, MAX_SAMPLES, Session, describe_reads, require_gradio
+from .ui import EDIT_MODES, MAX_SAMPLES, Session, describe_reads, require_gradio
 
 __all__ = ["build_app", "launch"]
 
+_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]  # local fonts only: nothing fetched
+_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 _CSS = "#status.error, #status .error {color: #b00020} footer {display: none !important}"
 
 
