@@ -10,6 +10,7 @@ import os
 import sys
 
 from . import __version__
+from .errors import DistilledRangeError
 
 
 def _cmd_info(args) -> int:
@@ -35,14 +36,27 @@ def _cmd_info(args) -> int:
 
 
 def default_model() -> str | None:
-    """The model shipped inside the package (audioldm/pretrained/gm-notes), or $AUDIOLDM_MODEL when set."""
+    """The default model: $AUDIOLDM_MODEL when set, else the shipped 2-evaluation student
+    (audioldm/pretrained/gm-notes-fast), else its teacher (audioldm/pretrained/gm-notes) if only that one is there."""
     from pathlib import Path
 
     env = os.environ.get("AUDIOLDM_MODEL")
     if env:
         return env
-    shipped = Path(__file__).parent / "pretrained" / "gm-notes"
-    return str(shipped) if (shipped / "model_index.json").is_file() else None
+    for name in ("gm-notes-fast", "gm-notes"):
+        shipped = Path(__file__).parent / "pretrained" / name
+        if (shipped / "model_index.json").is_file():
+            return str(shipped)
+    return None
+
+
+def _teacher_hint() -> None:
+    """After a DistilledRangeError from the default model: name its teacher, which takes any request."""
+    default = default_model()
+    teacher = os.path.join(os.path.dirname(__file__), "pretrained", "gm-notes")
+    if default and os.path.basename(os.path.normpath(default)) == "gm-notes-fast" and os.path.isdir(teacher):
+        print(f"hint: the default model ({default}) is a distilled 2-evaluation student; for other steps, "
+              f"guidance, samplers or a negative prompt use its teacher: --model {teacher}", file=sys.stderr)
 
 
 def _parse_labels(items: list[str] | None) -> dict | None:
@@ -255,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
         except (ValueError, FileExistsError, FileNotFoundError, OSError, ImportError) as e:
             print(f"error: {e}", file=sys.stderr)
+            if isinstance(e, DistilledRangeError) and not getattr(args, "model", None):
+                _teacher_hint()
             return 2
     return args.func(args)
 

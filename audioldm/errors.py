@@ -1,7 +1,7 @@
 """The errors a user meets when a request or a model does not fit, in one module that imports nothing, so any module
 can raise them without importing another's code (no import circles: tests/test_import_cycles.py)."""
 
-__all__ = ["ConditionError", "UnknownWordsWarning", "PipelineError"]
+__all__ = ["ConditionError", "UnknownWordsWarning", "PipelineError", "DistilledRangeError"]
 
 
 class ConditionError(ValueError):
@@ -14,3 +14,8 @@ class UnknownWordsWarning(UserWarning):
 
 class PipelineError(ValueError):
     """A model folder or a generation request that cannot be used; the message names the component/field."""
+
+
+class DistilledRangeError(PipelineError):
+    """A request a distilled student cannot serve (steps, guidance or sampler outside what it was distilled for, or
+    a negative prompt); its teacher can."""

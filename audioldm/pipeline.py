@@ -21,7 +21,7 @@ from . import __version__
 from .accel import DETERMINISTIC, GraphedLoop, compile_unet
 from .diffusion import LatentDiffusion, NoiseSchedule
 from .editing import EditingMethods
-from .errors import PipelineError
+from .errors import DistilledRangeError, PipelineError
 from .mel import MelConfig, MelFrontend
 from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
 from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
@@ -184,8 +184,8 @@ class AudioLDM(EditingMethods):
     def conditions(self, prompts: list, labels: list, negative_prompt=None, negative_labels=None) -> tuple[dict, dict]:
         """(condition, unconditional/negative condition) for one batch."""
         if self.distilled is not None and (negative_prompt is not None or negative_labels is not None):
-            raise PipelineError("negative_prompt / negative_labels: a distilled model has no unconditional branch to "
-                                "steer with them; use its teacher")
+            raise DistilledRangeError("negative_prompt / negative_labels: a distilled model has no unconditional "
+                                      "branch to steer with them; use its teacher")
         return build_conditions(self.conditioner, prompts, labels, negative_prompt, negative_labels)
 
     def denoise_latents(self, x: torch.Tensor, sigmas: torch.Tensor, cond: dict, uncond: dict, guidance: float,

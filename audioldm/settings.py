@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import PipelineError
+from .errors import DistilledRangeError, PipelineError
 from .sampling import SAMPLERS
 
 __all__ = ["GenerationDefaults", "GenerationResult", "DistilledRange", "MAX_DURATION", "resolve_settings",
@@ -61,16 +61,17 @@ class DistilledRange:
         return sorted(int(k) for k in self.sigmas)
 
     def check(self, s: dict) -> None:
-        """PipelineError unless settings ``s`` (steps, guidance, sampler) lie in what the student was distilled for."""
+        """DistilledRangeError unless settings ``s`` (steps, guidance, sampler) lie in what the student was
+        distilled for."""
         if s["steps"] not in self.steps:
-            raise PipelineError(f"steps={s['steps']}: this model is distilled for steps in {self.steps} "
-                                f"(its teacher {self.teacher or '(unnamed)'} takes any number)")
+            raise DistilledRangeError(f"steps={s['steps']}: this model is distilled for steps in {self.steps} "
+                                      f"(its teacher {self.teacher or '(unnamed)'} takes any number)")
         if not self.guidance_min <= s["guidance"] <= self.guidance_max:
-            raise PipelineError(f"guidance={s['guidance']:g}: this model is distilled for guidance in "
-                                f"[{self.guidance_min:g}, {self.guidance_max:g}]")
+            raise DistilledRangeError(f"guidance={s['guidance']:g}: this model is distilled for guidance in "
+                                      f"[{self.guidance_min:g}, {self.guidance_max:g}]")
         if s["sampler"] not in self.SAMPLERS:
-            raise PipelineError(f"sampler={s['sampler']!r}: a distilled model runs the deterministic one-evaluation "
-                                f"samplers {list(self.SAMPLERS)}")
+            raise DistilledRangeError(f"sampler={s['sampler']!r}: a distilled model runs the deterministic "
+                                      f"one-evaluation samplers {list(self.SAMPLERS)}")
 
 
 @dataclass

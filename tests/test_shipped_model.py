@@ -1,5 +1,5 @@
-"""The GM-notes model shipped inside the package: small, fp16, used by default, reads prompts and labels, and makes
-the requested note."""
+"""The GM-notes models shipped inside the package: the teacher (gm-notes) and its 2-evaluation student
+(gm-notes-fast, the default). Small, fp16, they read prompts and labels and make the requested note."""
 
 from pathlib import Path
 
@@ -13,7 +13,8 @@ from audioldm.conditioning import ConditionError
 from audioldm.evaluation import pitch_error_cents
 from audioldm.pipeline import AudioLDM
 
-MODEL = Path(audioldm.__file__).parent / "pretrained" / "gm-notes"
+MODEL = Path(audioldm.__file__).parent / "pretrained" / "gm-notes"  # the teacher
+FAST = MODEL.parent / "gm-notes-fast"  # its distilled student, the default
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +22,25 @@ def pipe():
     return AudioLDM.from_pretrained(MODEL)
 
 
-def test_shipped_model_is_default_small_and_fp16(monkeypatch):
-    monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
-    assert Path(default_model()) == MODEL and (MODEL / "model_index.json").is_file()
-    size = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
+@pytest.mark.parametrize("folder", [MODEL, FAST], ids=["teacher", "student"])
+def test_shipped_models_are_small_and_fp16(folder):
+    assert (folder / "model_index.json").is_file()
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert size <= 25 * 2 ** 20, size
-    files = list(MODEL.rglob("*.safetensors"))
+    files = list(folder.rglob("*.safetensors"))
     assert len(files) >= 3
     for f in files:
         with safe_open(str(f), "pt") as st:
             for k in st.keys():
                 t = st.get_tensor(k)
                 assert not t.is_floating_point() or str(t.dtype) == "torch.float16", (f, k, t.dtype)
+
+
+def test_the_default_is_the_student_and_env_overrides_it(monkeypatch):
+    monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
+    assert Path(default_model()) == FAST
+    monkeypatch.setenv("AUDIOLDM_MODEL", str(MODEL))
+    assert Path(default_model()) == MODEL
 
 
 def test_phrasings_and_labels_agree(pipe):
@@ -84,12 +92,24 @@ def test_default_is_a_whole_note(pipe, notes):
     assert np.median(drops) >= 40 and min(drops) >= 35, np.round(drops, 1)
 
 
-def test_cli_uses_the_shipped_model(tmp_path, monkeypatch):
+def test_cli_uses_the_shipped_student_and_points_to_its_teacher(tmp_path, monkeypatch, capsys):
+    """No --model: the student, at its 2 steps. What only the teacher can do (--steps 25, a negative prompt) exits 2
+    with the student's range and a hint naming the teacher's folder, which then takes the same request."""
     monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
     out = tmp_path / "v.wav"
-    assert main(["generate", "--labels", "instrument=flute", "pitch=67", "velocity=80", "-o", str(out),
-                 "--steps", "8", "--quiet"]) == 0
+    args = ["generate", "--labels", "instrument=flute", "pitch=67", "velocity=80", "--quiet"]
+    assert main(args + ["-o", str(out)]) == 0
     assert out.stat().st_size > 10000
+    capsys.readouterr()
+    for extra in (["--steps", "25"], ["--negative-prompt", "a trumpet"]):
+        assert main(args + ["-o", str(tmp_path / "x.wav")] + extra) == 2
+        err = capsys.readouterr().err
+        assert ("distilled for steps in [1, 2]" in err or "no unconditional branch" in err) and str(FAST) in err
+        assert f"--model {MODEL}" in err, err
+        assert not (tmp_path / "x.wav").exists()
+    assert main(args + ["-o", str(tmp_path / "t.wav"), "--steps", "8", "--model", str(MODEL)]) == 0
+    assert main(args + ["-o", str(tmp_path / "u.wav"), "--steps", "25", "--model", str(FAST)]) == 2
+    assert "hint:" not in capsys.readouterr().err  # a model the user named is theirs to change
 
 
 def test_package_base_swaps_one_part(tmp_path):
@@ -104,10 +124,10 @@ def test_package_base_swaps_one_part(tmp_path):
     root = Path(__file__).resolve().parents[1]
     voc = build_vocoder("vocos", "tiny")
     voc.save_pretrained(tmp_path / "voc")
-    cmd = [sys.executable, str(root / "recipes/gm_notes/package.py"), "--base", str(default_model()),
+    cmd = [sys.executable, str(root / "recipes/gm_notes/package.py"), "--base", str(MODEL),
            "--vocoder", str(tmp_path / "voc"), "--out", str(tmp_path / "model")]
     subprocess.run(cmd, check=True, capture_output=True, cwd=root)
-    base, new = AudioLDM.from_pretrained(default_model()), AudioLDM.from_pretrained(tmp_path / "model")
+    base, new = AudioLDM.from_pretrained(MODEL), AudioLDM.from_pretrained(tmp_path / "model")
     assert type(new.vocoder).__name__ == "Vocos" and new.defaults == base.defaults and new.name == base.name
     for a, b in ((base.unet, new.unet), (base.vae, new.vae), (base.conditioner, new.conditioner)):
         for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -142,16 +162,14 @@ def test_package_takes_the_trained_clip_length(tmp_path):
     assert AudioLDM.from_pretrained(tmp_path / "m2").defaults.duration == 0.96
 
 
-def test_fast_model_is_a_two_evaluation_student_of_the_default():
-    """audioldm/pretrained/gm-notes-fast (recipes/distill): fp16, small, distilled from the shipped model (its id),
-    one U-Net call per step without an unconditional half, 2 steps by default, and it makes the requested notes."""
-    fast_dir = MODEL.parent / "gm-notes-fast"
-    fast = AudioLDM.from_pretrained(fast_dir)
+def test_fast_model_is_a_two_evaluation_student_of_the_teacher():
+    """audioldm/pretrained/gm-notes-fast (recipes/distill): distilled from the shipped teacher (its id), one U-Net
+    call per step without an unconditional half, 2 steps by default, and it makes the requested notes."""
+    from audioldm.files import portable_model_id
+
+    fast = AudioLDM.from_pretrained(FAST)
     assert fast.distilled is not None and fast.defaults.steps == 2 and fast.distilled.steps == [1, 2]
-    assert fast.distilled.teacher.startswith("gm-notes@") and fast.defaults.duration == pytest.approx(2.08)
-    assert sum(f.stat().st_size for f in fast_dir.rglob("*") if f.is_file()) <= 25 * 2 ** 20
-    with safe_open(str(fast_dir / "unet" / "model.safetensors"), "pt") as st:
-        assert all(str(st.get_tensor(k).dtype) == "torch.float16" for k in st.keys())
+    assert fast.distilled.teacher == portable_model_id(MODEL) and fast.defaults.duration == pytest.approx(2.08)
     calls = []
     fast.unet.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
     res = fast.generate(PROMPTS, seed=0, num_per_prompt=2, progress=False)

@@ -48,29 +48,33 @@ python $R/train_ldm.py --data $DATA/gm_notes_fluid/manifest.jsonl --vae $RUNS/va
     --run-dir $RUNS/ldm_fluid --clip-seconds 2.08 --batch-size 16 --lr 1e-3 --steps 9000 $(resume $RUNS/ldm_fluid) \
     --no-progress
 
-# 5. the default model folder (default duration = the U-Net's clip length, from RUNS/ldm_fluid/training.json), its
+# 5. the teacher's model folder (default duration = the U-Net's clip length, from RUNS/ldm_fluid/training.json), its
 #    evaluation by the GM judge (17 families, 129 programs; README's tables) and the sample gallery
 python $R/package.py --vae $RUNS/vae_fluid/vae --ldm $RUNS/ldm_fluid --vocoder griffinlim \
     --out audioldm/pretrained/gm-notes --fp16 --overwrite
-python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --gm-judge --skip-own-judge --max-conditions 48
-audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite --quiet
+python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --gm-judge --skip-own-judge --max-conditions 48 \
+    --model audioldm/pretrained/gm-notes
+audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite --quiet --model audioldm/pretrained/gm-notes
 
-# 6. the two-evaluation student (recipes/distill), shipped beside the default as gm-notes-fast (not the default:
-#    its family accuracy is 2.6 points below the teacher's, README), and its evaluation by the same judge.
-#    Round 1: 1536 teacher samples of training combinations, guidance 2-4, 2500 steps. Round 2 continues from it
-#    (--init) on 4608 teacher samples, 2000 steps at lr 1e-4; round 3 from round 2, 1000 steps. (The shipped
-#    student's round 2 used the 3072 samples of an earlier --pairs 3072 run plus round 1's 1536, merged by hand;
-#    this computes 4608 fresh ones.)
+# 6. the two-evaluation student (recipes/distill), shipped as gm-notes-fast: the default model (README,
+#    "Few-step generation"), and its evaluation by the same judge. Every round: teacher samples of training
+#    combinations (seed 0: a run's first N samples are the same for any --pairs), guidance 2-4.
+#    Round 1: 1536 samples, 2500 steps. Round 2 continues from it (--init) on 3072 samples, 2000 steps at lr 1e-4;
+#    round 3 from round 2 on the same samples, 1000 steps; round 5 from round 3 on 7680 samples, 2000 steps.
+#    (The shipped rounds 2-3 saw samples 0..1535 twice as often: a hand merge. Round 4, 1000 more steps on round
+#    3's samples, was worse and is left out.) A new run folder recomputes its samples.
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
     --out $RUNS/distill_gm --preset demo --no-progress $([ -f $RUNS/distill_gm/run.json ] && echo --resume)
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
-    --out $RUNS/distill_more --preset demo --init $RUNS/distill_gm/model --pairs 4608 --steps 2000 --lr 1e-4 --fp16 \
-    --no-progress $([ -f $RUNS/distill_more/run.json ] && echo --resume)
-# round 3: from round 2's student, 1000 more steps on the same 4608 samples (recomputed here: a new run folder)
+    --out $RUNS/distill_r2 --preset demo --init $RUNS/distill_gm/model --pairs 3072 --steps 2000 --lr 1e-4 --fp16 \
+    --no-progress $([ -f $RUNS/distill_r2/run.json ] && echo --resume)
 python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
-    --out $RUNS/distill_more3 --preset demo --init $RUNS/distill_more/model --pairs 4608 --steps 1000 --lr 1e-4 \
-    --fp16 --no-progress $([ -f $RUNS/distill_more3/run.json ] && echo --resume)
-python $R/package.py --base $RUNS/distill_more3/model --out audioldm/pretrained/gm-notes-fast --name gm-notes-fast \
+    --out $RUNS/distill_r3 --preset demo --init $RUNS/distill_r2/model --pairs 3072 --steps 1000 --lr 1e-4 --fp16 \
+    --no-progress $([ -f $RUNS/distill_r3/run.json ] && echo --resume)
+python recipes/distill/run.py --model audioldm/pretrained/gm-notes --data $DATA/gm_notes_fluid/manifest.jsonl \
+    --out $RUNS/distill_r5 --preset demo --init $RUNS/distill_r3/model --pairs 7680 --steps 2000 --lr 1e-4 --fp16 \
+    --no-progress $([ -f $RUNS/distill_r5/run.json ] && echo --resume)
+python $R/package.py --base $RUNS/distill_r5/model --out audioldm/pretrained/gm-notes-fast --name gm-notes-fast \
     --fp16 --overwrite
 python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --model audioldm/pretrained/gm-notes-fast --gm-judge \
     --skip-own-judge --max-conditions 48
