@@ -35,27 +35,29 @@ def _cmd_info(args) -> int:
     return status
 
 
+def _shipped(name: str):
+    """The model folder audioldm/pretrained/NAME shipped inside the package (a Path), or None if it is not there."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "pretrained" / name
+    return folder if (folder / "model_index.json").is_file() else None
+
+
 def default_model() -> str | None:
     """The default model: $AUDIOLDM_MODEL when set, else the shipped 2-evaluation student
     (audioldm/pretrained/gm-notes-fast), else its teacher (audioldm/pretrained/gm-notes) if only that one is there."""
-    from pathlib import Path
-
     env = os.environ.get("AUDIOLDM_MODEL")
     if env:
         return env
-    for name in ("gm-notes-fast", "gm-notes"):
-        shipped = Path(__file__).parent / "pretrained" / name
-        if (shipped / "model_index.json").is_file():
-            return str(shipped)
-    return None
+    folder = _shipped("gm-notes-fast") or _shipped("gm-notes")
+    return str(folder) if folder else None
 
 
 def _teacher_hint() -> None:
-    """After a DistilledRangeError from the default model: name its teacher, which takes any request."""
-    default = default_model()
-    teacher = os.path.join(os.path.dirname(__file__), "pretrained", "gm-notes")
-    if default and os.path.basename(os.path.normpath(default)) == "gm-notes-fast" and os.path.isdir(teacher):
-        print(f"hint: the default model ({default}) is a distilled 2-evaluation student; for other steps, "
+    """After a DistilledRangeError from the default model: when that is the shipped student, name its teacher."""
+    student, teacher = _shipped("gm-notes-fast"), _shipped("gm-notes")
+    if student and teacher and default_model() == str(student):
+        print(f"hint: the default model ({student}) is a distilled 2-evaluation student; for other steps, "
               f"guidance, samplers or a negative prompt use its teacher: --model {teacher}", file=sys.stderr)
 
 

@@ -184,8 +184,8 @@ def test_cli_generate_with_lora(tmp_path):
     wavs = {}
     for name, spec in (("half", f"{tmp_path / 'lora'}:0.5"), ("full", str(tmp_path / "lora"))):
         wavs[name] = tmp_path / f"{name}.wav"
-        p = subprocess.run(["audioldm", "generate", "a violin playing C5", "--steps", "4", "--seed", "0",
-                            "--duration", "0.4", "-o", str(wavs[name]), "--quiet", "--lora", spec, "--model", str(teacher)],
+        p = subprocess.run(["audioldm", "generate", "a violin playing C5", "--model", str(teacher), "--steps", "4",
+                            "--seed", "0", "--duration", "0.4", "-o", str(wavs[name]), "--quiet", "--lora", spec],
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
     half, full = sf.read(wavs["half"])[0], sf.read(wavs["full"])[0]

@@ -54,7 +54,8 @@ python $R/package.py --vae $RUNS/vae_fluid/vae --ldm $RUNS/ldm_fluid --vocoder g
     --out audioldm/pretrained/gm-notes --fp16 --overwrite
 python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --gm-judge --skip-own-judge --max-conditions 48 \
     --model audioldm/pretrained/gm-notes
-audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite --quiet --model audioldm/pretrained/gm-notes
+audioldm export --prompts samples/prompts.txt --out samples/gm-notes --overwrite --quiet \
+    --model audioldm/pretrained/gm-notes
 
 # 6. the two-evaluation student (recipes/distill), shipped as gm-notes-fast: the default model (README,
 #    "Few-step generation"), and its evaluation by the same judge. Every round: teacher samples of training
