@@ -1,6 +1,7 @@
 """Our model folder on disk (../shared/DESIGN.md): ``model_index.json`` + ``vae/``, ``unet/``, ``conditioner/``,
 ``vocoder/``, each a component folder (config.json + model.safetensors). ``model_index.json`` names the components
-and holds the toolkit version, the format version, the sample rate, the MelConfig, the noise schedule and the default
+(a ``"shipped:NAME"`` entry names a folder shipped in the package instead, see ``shipped.py``) and holds the
+toolkit version, the format version, the sample rate, the MelConfig, the noise schedule and the default
 generation settings. Reading gives the pipeline's constructor arguments; writing is atomic. A hub id is fetched
 (safetensors and JSON only) through huggingface_hub."""
 
@@ -20,6 +21,7 @@ from .diffusion import NoiseSchedule, ScheduleConfig
 from .errors import PipelineError
 from .mel import MelConfig
 from .settings import DistilledRange, GenerationDefaults
+from .shipped import component_path
 from .unet import UNet
 from .vae import MelVAE
 from .vocoders import load_vocoder
@@ -76,10 +78,14 @@ def read_model_folder(folder: Path) -> dict:
     if missing:
         raise PipelineError(f"{index_path}: \"components\" lacks {missing}")
     try:
-        parts = {"vae": MelVAE.from_pretrained(folder / comps["vae"]),
-                 "unet": UNet.from_pretrained(folder / comps["unet"]),
-                 "conditioner": load_conditioner(folder / comps["conditioner"]),
-                 "vocoder": load_vocoder(folder / comps["vocoder"]),
+        where = {c: component_path(folder, comps[c]) for c in COMPONENTS}
+    except (ValueError, FileNotFoundError) as e:
+        raise PipelineError(f"{index_path}: \"components\": {e}") from None
+    try:
+        parts = {"vae": MelVAE.from_pretrained(where["vae"]),
+                 "unet": UNet.from_pretrained(where["unet"]),
+                 "conditioner": load_conditioner(where["conditioner"]),
+                 "vocoder": load_vocoder(where["vocoder"]),
                  "schedule": NoiseSchedule(config_from_dict(ScheduleConfig, index.get("schedule", {}),
                                                             f"{index_path} \"schedule\"")),
                  "defaults": config_from_dict(GenerationDefaults, index.get("defaults", {}),
@@ -97,21 +103,34 @@ def read_model_folder(folder: Path) -> dict:
     return {**parts, "name": index.get("name", folder.name), "info": info if isinstance(info, dict) else None}
 
 
-def write_model_folder(path, model, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
+def write_model_folder(path, model, overwrite: bool = False, dtype: torch.dtype | None = None,
+                       vocoder_ref: str | None = None) -> Path:
     """Write ``model`` (an :class:`~audioldm.pipeline.AudioLDM`) as a model folder atomically (a temporary sibling
     folder renamed into place). ``dtype`` (e.g. torch.float16) stores the VAE, U-Net and vocoder weights at that
-    precision (they load back as float32)."""
+    precision (they load back as float32). ``vocoder_ref`` ("shipped:NAME"): name that shipped vocoder in
+    model_index.json instead of writing a copy; it must hold the same mel settings as the model."""
+    comps = {c: c for c in COMPONENTS}
+    if vocoder_ref is not None:
+        from .vocoders import load_vocoder as _load
+        try:
+            _load(component_path(Path(path), vocoder_ref)).mel_config.check_same(model.mel_config,
+                                                                                  f"{vocoder_ref} and the model")
+        except (ValueError, FileNotFoundError) as e:
+            raise PipelineError(f"vocoder_ref: {e}") from None
+        comps["vocoder"] = vocoder_ref
     with atomic_folder(path, overwrite) as tmp:
         model.vae.save_pretrained(tmp / "vae", dtype=dtype)
         model.unet.save_pretrained(tmp / "unet", dtype=dtype)
         save_conditioner(tmp / "conditioner", model.conditioner, dtype=dtype)
-        if list(model.vocoder.parameters()):
+        if vocoder_ref is not None:
+            pass
+        elif list(model.vocoder.parameters()):
             model.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
         else:  # Griffin-Lim: config only
             model.vocoder.save_pretrained(tmp / "vocoder")
         index = {"format": "audioldm", "format_version": FORMAT_VERSION, "audioldm_version": __version__,
                  "name": model.name, "sample_rate": model.sample_rate, "conditioning": model.conditioning,
-                 "components": {c: c for c in COMPONENTS}, "mel": model.mel_config.to_dict(),
+                 "components": comps, "mel": model.mel_config.to_dict(),
                  "schedule": config_to_dict(model.schedule.config), "defaults": asdict(model.defaults),
                  **({"distilled": asdict(model.distilled)} if model.distilled else {}),
                  **({"info": model.info} if model.info else {})}

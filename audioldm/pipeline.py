@@ -165,10 +165,12 @@ class AudioLDM(EditingMethods):
             pipe = cls(**read_model_folder(folder))
         return pipe.to(device if device is not None else "cpu", dtype)
 
-    def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None,
+                        vocoder_ref: str | None = None) -> Path:
         """Write the model folder atomically; ``dtype`` (e.g. torch.float16) stores the VAE, U-Net and vocoder
-        weights at that precision (they load back as float32)."""
-        return write_model_folder(path, self, overwrite, dtype)
+        weights at that precision (they load back as float32). The folder stands alone unless ``vocoder_ref``
+        ("shipped:NAME") names a vocoder shipped in the package to use instead of a copy (the shipped models)."""
+        return write_model_folder(path, self, overwrite, dtype, vocoder_ref)
 
     # ---- building blocks shared by generate and the editing modes ---------------------------------------------------
     def latent_shape(self, frames: int) -> tuple[int, int, int]:

@@ -19,15 +19,18 @@ RUN_FILE = "run.json"
 
 
 def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "labels"),
-                    default_conditioning: str = "text") -> None:
-    """--data --out --preset --steps --resume --overwrite --conditioning."""
-    p.add_argument("--data", required=True, help="a folder of audio files, or a CSV / JSONL manifest")
+                    default_conditioning: str = "text", several_data: bool = False) -> None:
+    """--data --out --preset --steps --resume --overwrite --conditioning (none when ``conditioning`` is empty);
+    ``several_data``: --data may be given several times (a list)."""
+    p.add_argument("--data", required=True, action="append" if several_data else "store",
+                   help="a folder of audio files, or a CSV / JSONL manifest" + (" (repeatable)" if several_data else ""))
     p.add_argument("--out", required=True, help="the run folder: stages, OUT/model, OUT/report.json, OUT/gallery")
     p.add_argument("--preset", default=sorted(presets)[0], choices=sorted(presets))
-    p.add_argument("--steps", type=int, default=None, help="U-Net training steps (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     p.add_argument("--resume", action="store_true", help="continue a run: finished stages are skipped")
     p.add_argument("--overwrite", action="store_true", help="discard a run folder made from other data or settings")
-    p.add_argument("--conditioning", default=default_conditioning, choices=list(conditioning))
+    if conditioning:
+        p.add_argument("--conditioning", default=default_conditioning, choices=list(conditioning))
     g = p.add_argument_group("U-Net training: parallelism and memory (bench/finetune.py measures each)")
     g.add_argument("--parallel", default="ddp", choices=["ddp", "fsdp"],
                    help="under torchrun: DistributedDataParallel (default) or FSDP2 sharding for large U-Nets")
@@ -156,3 +159,93 @@ def heldout_requests(valid, kind: str, fields: list[str], n: int) -> list[dict]:
     rows = dict(req(c) for c in valid if kind == "labels" or c.caption)
     keys = sorted(rows)
     return [rows[keys[round(i * (len(keys) - 1) / max(1, n - 1))]] for i in range(min(n, len(keys)))]
+
+
+# ---- the vocoder stage shared by the recipes -----------------------------------------------------------------------
+VOCODER_MIN_CLIPS = 32  # --vocoder train with fewer training clips keeps the universal vocoder (and says so)
+
+
+def add_vocoder_arg(p: argparse.ArgumentParser, keep: bool = False) -> None:
+    p.add_argument("--vocoder", default="universal",
+                   help="'universal' (default: the shipped 16 kHz vocoder, audioldm/pretrained/vocoder-16k; at other "
+                        "rates Griffin-Lim), 'griffinlim', a trained vocoder FOLDER, or 'train' (fine-tune the "
+                        f"universal vocoder on the training clips; needs at least {VOCODER_MIN_CLIPS})"
+                        + (", or 'keep' (the base model's own)" if keep else ""))
+
+
+def check_vocoder_arg(spec: str, mel) -> None:
+    """Refuse a --vocoder value that cannot serve ``mel`` (a MelConfig) before any work is spent."""
+    if spec in ("universal", "griffinlim", "train"):
+        return
+    from audioldm.vocoders import load_vocoder
+    try:
+        theirs = load_vocoder(spec).mel_config
+    except Exception as e:  # noqa: BLE001 - any unreadable folder is the user's input error
+        raise SystemExit(f"error: --vocoder {spec}: {e}") from None
+    if theirs != mel:
+        raise SystemExit(f"error: --vocoder {spec} was trained with mel settings {theirs.to_dict()}, but this model "
+                         f"uses {mel.to_dict()}")
+
+
+def fit_vocoder(train, valid, mel, run_dir: Path, steps: int, batch_size: int, segment_seconds: float, lr: float,
+                init=None, preset: str = "base", mel_input=None, mel_input_fraction: float = 0.5, seed: int = 0,
+                device: str = "auto", progress: bool = True, levers: dict | None = None) -> tuple[dict, object]:
+    """The one vocoder fitting function (recipes/vocoder, and --vocoder train of audio_folder / finetune): the
+    spectral vocoder (``init``, a loaded one to fine-tune, or a fresh ``preset``) on random ``segment_seconds``
+    segments of ``train`` clips, checkpointed in ``run_dir`` (resumes from there), EMA weights saved to
+    ``run_dir/vocoder``. Returns (record, trainer)."""
+    import dataclasses
+    import time
+
+    from audioldm.data import ClipDataset, collate_clips
+    from audioldm.training import TrainConfig, Trainer
+    from audioldm.training.vocoder_stage import VocoderLossConfig, VocoderStage
+    from audioldm.vocoders import SPECTRAL_PRESETS, SpectralVocoder
+
+    vocoder = init if init is not None else SpectralVocoder(dataclasses.replace(SPECTRAL_PRESETS[preset](), mel=mel))
+    train_ds = ClipDataset(train, mel, segment_seconds, random_crop=True, seed=seed)
+    valid_ds = ClipDataset(valid or train[:8], mel, 2.0)
+    run_dir = Path(run_dir)
+    tc = TrainConfig(run_dir=str(run_dir), max_steps=steps, batch_size=batch_size, lr=lr,
+                     warmup_steps=min(100, steps // 10), ckpt_every=max(10, steps // 8), eval_every=0, log_every=25,
+                     seed=seed, device=device, resume=(run_dir / "checkpoints").is_dir(), progress=progress,
+                     **(levers or {}))
+    stage = VocoderStage(vocoder, VocoderLossConfig(disc_start=-1), valid_ds, eval_items=16, mel_input=mel_input,
+                         mel_input_fraction=mel_input_fraction)
+    trainer = Trainer(tc, stage, train_ds, collate_clips)
+    t0 = time.time()
+    trainer.fit()
+    if trainer.info.is_main:
+        trainer.ema.get("vocoder", vocoder).save_pretrained(run_dir / "vocoder", overwrite=True)
+    return {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "train_clips": len(train)}, trainer
+
+
+def vocoder_for_model(spec: str, mel, train=None, valid=None, run_dir: Path | None = None, seed: int = 0,
+                      device: str = "auto", progress: bool = True) -> tuple[object, dict]:
+    """The vocoder a recipe packages with its model, from --vocoder ``spec``; returns (vocoder, record).
+    'train' fine-tunes the universal vocoder on ``train`` clips into ``run_dir`` (600 steps at lr 2e-4, the
+    vocoder recipe's `finetune` preset), unless there are fewer than VOCODER_MIN_CLIPS, when the universal one is
+    kept and the record says why."""
+    from audioldm.vocoders import GriffinLimVocoder, load_vocoder, universal_vocoder
+    from audioldm.vocoders.griffinlim import GriffinLimConfig
+
+    if spec == "griffinlim":
+        return GriffinLimVocoder(GriffinLimConfig(mel=mel)), {"vocoder": "griffinlim"}
+    if spec not in ("universal", "train"):
+        return load_vocoder(spec), {"vocoder": str(spec)}
+    universal = universal_vocoder()
+    if universal.mel_config != mel:
+        print(f"note: the universal vocoder is for {universal.mel_config.sample_rate} Hz mels; this model uses "
+              f"{mel.sample_rate} Hz, so it gets Griffin-Lim (or pass a trained --vocoder FOLDER)", file=sys.stderr)
+        return GriffinLimVocoder(GriffinLimConfig(mel=mel)), {"vocoder": "griffinlim", "why": "no universal vocoder "
+                                                               f"for {mel.sample_rate} Hz"}
+    if spec == "universal":
+        return universal, {"vocoder": "universal"}
+    if len(train or []) < VOCODER_MIN_CLIPS:
+        why = (f"--vocoder train: {len(train or [])} training clips, fewer than the {VOCODER_MIN_CLIPS} needed to "
+               f"fine-tune a vocoder; keeping the universal one")
+        print(f"note: {why}", file=sys.stderr)
+        return universal, {"vocoder": "universal", "why": why}
+    rec, trainer = fit_vocoder(train, valid, mel, Path(run_dir), steps=600, batch_size=16, segment_seconds=0.64,
+                               lr=2e-4, init=universal, seed=seed, device=device, progress=progress)
+    return load_vocoder(Path(run_dir) / "vocoder"), {"vocoder": "fine-tuned universal", **rec}

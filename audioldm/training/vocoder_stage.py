@@ -1,9 +1,13 @@
-"""Training stage for vocoders (HiFi-GAN or Vocos): on random waveform segments, log-mel L1 (x45), optionally a
-multi-resolution STFT loss, and from ``disc_start`` on, least-squares GAN losses against multi-period + multi-resolution discriminators with feature
-matching (x2) — HiFi-GAN's weights (Kong et al. 2020, eq. 6-7)."""
+"""Training stage for vocoders. Waveform vocoders (HiFi-GAN, Vocos): on random waveform segments, log-mel L1 (x45),
+optionally a multi-resolution STFT loss, and from ``disc_start`` on, least-squares GAN losses against multi-period +
+multi-resolution discriminators with feature matching (x2) — HiFi-GAN's weights (Kong et al. 2020, eq. 6-7).
+Magnitude vocoders (``learns_magnitude``, the spectral vocoder): the log-mel L1 of the waveform they make (through a
+few differentiable Griffin-Lim iterations) plus, weighted by ``magnitude_weight``, log-magnitude L1, spectral
+convergence and mel consistency of the predicted STFT magnitude against the true one (no discriminator)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,11 +15,14 @@ from torch import nn
 
 from ..evaluation import logmel_l1, mrstft_distance
 from ..mel import MelFrontend
+from ..vocoders.phase import stft_frames
 from ..vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from .losses import feature_matching, lsgan_d_loss, lsgan_g_loss, mrstft_loss
 from .trainer import Stage, StepContext, TrainConfig
 
 __all__ = ["VocoderLossConfig", "VocoderStage", "evaluate_vocoder"]
+
+MAG_LOSS_FLOOR = 1e-3  # log-magnitude floor of the magnitude loss (see VocoderStage._magnitude_loss)
 
 
 @dataclass
@@ -28,6 +35,7 @@ class VocoderLossConfig:
     disc_channels: int = 32  # first-layer width of every sub-discriminator
     disc_max_channels: int = 1024  # cap on the period discriminators' widths (HiFi-GAN: 1024; 64 is CPU-friendly)
     betas: tuple[float, float] = (0.8, 0.99)
+    magnitude_weight: float = 0.1  # magnitude vocoders: weight of the magnitude terms beside the output's log-mel L1
 
 
 class _Discriminators(nn.Module):
@@ -56,7 +64,9 @@ class VocoderStage(Stage):
         self.mel_input_fraction = mel_input_fraction
         self.vocoder, self.loss_cfg = vocoder, loss or VocoderLossConfig()
         self.mel_input = mel_input.eval().requires_grad_(False) if mel_input is not None else None
-        self.disc = _Discriminators(self.loss_cfg.disc_channels, self.loss_cfg.disc_max_channels) if self.loss_cfg.disc_start >= 0 else None
+        self.learns_magnitude = getattr(vocoder, "learns_magnitude", False)
+        use_disc = self.loss_cfg.disc_start >= 0 and not self.learns_magnitude
+        self.disc = _Discriminators(self.loss_cfg.disc_channels, self.loss_cfg.disc_max_channels) if use_disc else None
         self.frontend = MelFrontend(vocoder.mel_config)
         self.valid_dataset, self.eval_items = valid_dataset, eval_items
 
@@ -84,6 +94,12 @@ class VocoderStage(Stage):
                 inp = torch.where(pick, inp, mel)
         else:
             inp = mel
+        if self.learns_magnitude:
+            log_mag, fake = ctx.modules.get("vocoder", self.vocoder)(inp, output="train")  # DDP-wrapped under torchrun
+            loss, logs = self._magnitude_loss(log_mag, wav, mel)
+            out_mel = (self.frontend(fake.float()) - mel).abs().mean()
+            yield "vocoder", out_mel + self.loss_cfg.magnitude_weight * loss, {"out_mel_l1": out_mel.detach(), **logs}
+            return
         fake = ctx.modules.get("vocoder", self.vocoder)(inp).float()  # DDP-wrapped under torchrun
         mel_loss = (self.frontend(fake) - mel).abs().mean()
         loss = self.loss_cfg.mel_weight * mel_loss
@@ -108,6 +124,21 @@ class VocoderStage(Stage):
             fake_logits, _ = disc(fake.detach())
             d_loss = sum(lsgan_d_loss(r, f) for r, f in zip(real_logits, fake_logits))
             yield "disc", d_loss, {}
+
+    def _magnitude_loss(self, log_mag: torch.Tensor, wav: torch.Tensor, mel: torch.Tensor):
+        """Predicted log|S| [B, K, F] vs the true STFT of wav [B, F * hop]: log-magnitude L1, spectral convergence
+        (normalised over the batch, as in mrstft_loss) and the log-mel L1 of the prediction's mel energies against
+        the true log-mel [B, n_mels, F]. The log-magnitude floor is MAG_LOSS_FLOOR: about the bin level at which
+        the mel front-end's own floor (1e-5 on mel energies) starts, so that the silent half of the bins (a note's
+        tail, the empty top of a low sound) does not outweigh the sounding half."""
+        true = stft_frames(wav.float(), self.vocoder.mel_config).abs()
+        log_mag = log_mag.float()
+        log_l1 = (log_mag.clamp(min=math.log(MAG_LOSS_FLOOR)) - true.clamp(min=MAG_LOSS_FLOOR).log()).abs().mean()
+        mag = torch.exp(log_mag.clamp(max=10.0))
+        sc = torch.linalg.vector_norm(true - mag) / torch.linalg.vector_norm(true).clamp(min=1e-5)
+        basis = self.frontend.mel_basis.to(mag.dtype)
+        mel_l1 = (torch.log(torch.clamp(basis @ mag, min=self.vocoder.mel_config.log_floor)) - mel).abs().mean()
+        return log_l1 + sc + mel_l1, {"log_mag_l1": log_l1.detach(), "sc": sc.detach(), "mel_l1": mel_l1.detach()}
 
     def evaluate(self, ctx: StepContext) -> dict:
         if self.valid_dataset is None:

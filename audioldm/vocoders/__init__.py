@@ -1,4 +1,4 @@
-"""Vocoders: one slot, three implementations.
+"""Vocoders: one slot, four implementations.
 
 **Contract.** A vocoder is an ``nn.Module`` with a ``mel_config`` attribute whose ``forward(mel)`` maps log-mel
 ``[B, n_mels, F]`` (computed by :class:`audioldm.mel.MelFrontend` with that MelConfig) to a waveform ``[B, F * hop]``
@@ -9,21 +9,26 @@ Trained vocoders save and load as a component folder (``config.json`` + ``model.
 - :class:`GriffinLimVocoder` — no training; phase reconstruction from the mel front-end.
 - :class:`HiFiGAN` — transposed-convolution generator with multi-receptive-field residual blocks (Kong et al. 2020).
 - :class:`Vocos` — ConvNeXt backbone at frame rate + inverse-STFT head (Siuzdak 2023); far cheaper on CPU.
+- :class:`SpectralVocoder` — a learned mel -> STFT-magnitude network, phase by the phase-gradient heuristic and a few
+  fast Griffin-Lim iterations (``phase.py``); the shipped universal vocoder.
 """
 
 from .griffinlim import GriffinLimVocoder
 from .hifigan import HIFIGAN_PRESETS, HiFiGAN, HiFiGANConfig
+from .spectral import SPECTRAL_PRESETS, SpectralVocoder, SpectralVocoderConfig
 from .vocos import VOCOS_PRESETS, Vocos, VocosConfig
 
 __all__ = ["GriffinLimVocoder", "HiFiGAN", "HiFiGANConfig", "HIFIGAN_PRESETS", "Vocos", "VocosConfig",
-           "VOCOS_PRESETS", "load_vocoder", "build_vocoder"]
+           "VOCOS_PRESETS", "SpectralVocoder", "SpectralVocoderConfig", "SPECTRAL_PRESETS", "load_vocoder",
+           "build_vocoder", "universal_vocoder"]
 
-_KINDS = {"hifigan": (HiFiGAN, HiFiGANConfig), "vocos": (Vocos, VocosConfig)}
+_KINDS = {"hifigan": (HiFiGAN, HiFiGANConfig), "vocos": (Vocos, VocosConfig),
+          "spectral": (SpectralVocoder, SpectralVocoderConfig)}
 
 
 def build_vocoder(kind: str, preset: str):
-    """A fresh (untrained) vocoder: kind 'hifigan' or 'vocos', preset name from its PRESETS."""
-    presets = {"hifigan": HIFIGAN_PRESETS, "vocos": VOCOS_PRESETS}
+    """A fresh (untrained) vocoder: kind 'hifigan', 'vocos' or 'spectral', preset name from its PRESETS."""
+    presets = {"hifigan": HIFIGAN_PRESETS, "vocos": VOCOS_PRESETS, "spectral": SPECTRAL_PRESETS}
     if kind not in presets:
         raise ValueError(f"unknown vocoder kind {kind!r}; known: {sorted(presets)}")
     if preset not in presets[kind]:
@@ -53,3 +58,9 @@ def load_vocoder(folder, device=None, dtype=None):
     cls, cfg_cls = _KINDS[kind]
     older = {"phase": "frame"} if kind == "vocos" else None  # Vocos folders from before VocosConfig.phase
     return load_component(folder, cls, cfg_cls, kind, device=device, dtype=dtype, older_defaults=older)
+
+
+def universal_vocoder(device=None):
+    """The universal 16 kHz vocoder shipped in the package (audioldm/pretrained/vocoder-16k)."""
+    from ..shipped import UNIVERSAL_VOCODER, shipped_path
+    return load_vocoder(shipped_path(UNIVERSAL_VOCODER), device=device)

@@ -1,4 +1,9 @@
-"""Griffin-Lim in the vocoder slot: no weights, log-mel [B, n_mels, F] -> waveform [B, F * hop]."""
+"""Griffin-Lim in the vocoder slot: no weights, log-mel [B, n_mels, F] -> waveform [B, F * hop].
+
+The magnitude is the mel's sparse peak fit (``magnitude_iter`` updates, :func:`audioldm.mel.mel_to_magnitude`). The
+phase starts from a seeded random phase (``phase_init="random"``: torchaudio's fast Griffin-Lim, what folders written
+before the field hold) or from the phase-gradient heuristic (``"pghi"``: :mod:`audioldm.vocoders.phase`, which needs
+far fewer iterations for the same consistency)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import torch
 from torch import nn
 
 from ..config import config_from_dict, config_to_dict
-from ..mel import MelConfig, griffin_lim
+from ..mel import MelConfig, griffin_lim, mel_to_magnitude
+from .phase import fast_griffin_lim, pghi_phase
 
 
 @dataclass
@@ -19,6 +25,11 @@ class GriffinLimConfig:
     momentum: float = 0.99
     magnitude_iter: int = 300  # mel -> magnitude peak-fit updates (mel.mel_to_magnitude); 0 = pseudo-inverse
     mel: MelConfig = field(default_factory=MelConfig)
+    phase_init: str = "random"  # "random" (torchaudio's Griffin-Lim from a seeded random phase) or "pghi"
+
+    def __post_init__(self):
+        if self.phase_init not in ("random", "pghi"):
+            raise ValueError(f"GriffinLimConfig.phase_init={self.phase_init!r}: expected 'random' or 'pghi'")
 
 
 class GriffinLimVocoder(nn.Module):
@@ -31,8 +42,15 @@ class GriffinLimVocoder(nn.Module):
         return self.config.mel
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return griffin_lim(mel, self.config.mel, n_iter=self.config.n_iter, momentum=self.config.momentum,
-                           magnitude_iter=self.config.magnitude_iter)
+        """log-mel [B, n_mels, F] -> waveform [B, F * hop]."""
+        c = self.config
+        if not torch.isfinite(mel).all():
+            raise ValueError("GriffinLimVocoder: the log-mel holds NaN or Inf values (from the VAE or the caller)")
+        if c.phase_init == "random":
+            return griffin_lim(mel, c.mel, n_iter=c.n_iter, momentum=c.momentum, magnitude_iter=c.magnitude_iter)
+        with torch.no_grad():
+            mag = mel_to_magnitude(mel, c.mel, n_iter=c.magnitude_iter)
+            return fast_griffin_lim(mag, pghi_phase(mag, c.mel), c.mel, n_iter=c.n_iter, momentum=c.momentum)
 
     def save_pretrained(self, folder, overwrite: bool = False):
         """Write ``folder/config.json`` (there are no weights) atomically."""

@@ -10,11 +10,13 @@ Train a text-to-audio (or label-to-audio) model on any collection of sounds, end
                labels per sample): validation loss on the held-out split every eval_every
                steps, the best checkpoint kept (OUT/ldm/best), samples for held-out captions in OUT/ldm/samples
                and TensorBoard (OUT/ldm/tensorboard)
-  4. package   OUT/model, a model folder for AudioLDM.from_pretrained and `audioldm generate --model`
-  5. evaluate  OUT/report.json (+ report.md): audioldm.evaluation.report on held-out clips
-  6. gallery   OUT/gallery: `audioldm export` of held-out captions
---resume skips finished stages and resumes the unfinished one from its checkpoints. Vocoder: Griffin-Lim unless
---vocoder FOLDER. Multi-process: torchrun --nproc_per_node 2 recipes/audio_folder/run.py ... (training stages run
+  4. vocoder   --vocoder universal (default: the shipped 16 kHz vocoder), griffinlim, FOLDER, or train (the
+               universal one fine-tuned on the training clips into OUT/vocoder/vocoder)
+  5. package   OUT/model, a model folder for AudioLDM.from_pretrained and `audioldm generate --model`
+  6. evaluate  OUT/report.json (+ report.md): audioldm.evaluation.report on held-out clips
+  7. gallery   OUT/gallery: `audioldm export` of held-out captions
+--resume skips finished stages and resumes the unfinished one from its checkpoints. Vocoder (packaged in step 4): the
+shipped universal 16 kHz vocoder unless --vocoder griffinlim, FOLDER or train (fine-tuned on the training clips). Multi-process: torchrun --nproc_per_node 2 recipes/audio_folder/run.py ... (training stages run
 on every rank; the rest on rank 0).
 """
 
@@ -46,7 +48,7 @@ p.add_argument("--label-fields", nargs="+", default=None, help="label columns to
 p.add_argument("--text-encoder", default=None, help="a local transformers folder (T5, CLAP, sentence-transformers)")
 p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
 p.add_argument("--vae", default=None, help="reuse this VAE folder instead of training one")
-p.add_argument("--vocoder", default="griffinlim", help="'griffinlim' or a trained vocoder folder")
+common.add_vocoder_arg(p)
 p.add_argument("--name", default=None, help="model name (default: the data folder's name)")
 p.add_argument("--licence", default=None, help="the data's licence, recorded in the model folder")
 p.add_argument("--vae-steps", type=int, default=None, help="VAE training steps (default: the preset's)")
@@ -67,6 +69,7 @@ if args.judge_steps:
     preset.judge_steps = args.judge_steps
 data = Path(args.data)
 mel = stages.MEL_FOR_RATE[args.sample_rate]
+common.check_vocoder_arg(args.vocoder, mel)
 
 
 def done(name, make, everyone=True):
@@ -121,12 +124,19 @@ else:
 # 3. U-Net
 ldm = done("ldm", lambda: stages.train_ldm(args, preset, vae_dir, train, valid, out / "ldm",
                                            resume=(out / "ldm" / "checkpoints").is_dir(), device=info.device))
+# 4. the vocoder: --vocoder train fine-tunes the universal one on the training clips (on every rank, like the
+#    stages above); the others only name what step 5 packages
+vocoder_rec = done("vocoder", lambda: common.vocoder_for_model(args.vocoder, mel, train, valid, out / "vocoder",
+                                                               args.seed, args.device, not args.no_progress)[1])
+args.vocoder_folder = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "fine-tuned universal" \
+    else "universal" if args.vocoder == "train" else args.vocoder
 if info.enabled:  # training is over: the other ranks leave, rank 0 packages, evaluates and exports alone
     torch.distributed.destroy_process_group()
 if not info.is_main:
     sys.exit(0)
 
-# 4. the model folder, with what it was trained on
+# 5. the model folder, with what it was trained on
+
 licence = args.licence
 for name in ("LICENSE", "LICENCE", "COPYING", "LICENSE.txt", "copyright"):
     f = (data if data.is_dir() else data.parent) / name
@@ -138,12 +148,12 @@ model_info = {"name": args.name or (data.name if data.is_dir() else data.parent.
                        "clip_seconds": args.clip_seconds}, "recipe": f"audio_folder --preset {args.preset}"}
 done("package", lambda: stages.package(args, preset, vae_dir, out / "ldm", out / "model", model_info))
 
-# 5. evaluation on held-out clips (report.json + report.md)
+# 6. evaluation on held-out clips (report.json + report.md)
 import evaluate  # noqa: E402
 
 done("evaluate", lambda: evaluate.run(args, preset, out, train, valid))
 
-# 6. gallery: held-out captions through `audioldm export`
+# 7. gallery: held-out captions through `audioldm export`
 done("gallery", lambda: evaluate.gallery(args, preset, out, valid))
 print(json.dumps({"model": str(out / "model"), "report": str(out / "report.json"), "gallery": str(out / "gallery"),
                   "ldm": ldm}, indent=2))

@@ -30,7 +30,7 @@ from audioldm.training.ldm_stage import LDMStage
 from audioldm.training.vae_stage import VAELossConfig, VAEStage, evaluate_vae, latent_scale_factor
 from audioldm.unet import UNET_PRESETS, UNet
 from audioldm.vae import VAE_PRESETS, MelVAE
-from audioldm.vocoders import GriffinLimVocoder, load_vocoder
+from audioldm.vocoders import GriffinLimVocoder
 from audioldm.vocoders.griffinlim import GriffinLimConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the shared helper
@@ -218,10 +218,7 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, resu
 def package(args, preset: Preset, vae_dir: Path, ldm: Path, out: Path, info: dict) -> dict:
     src = ldm / "best" if (ldm / "best" / "unet").is_dir() else ldm
     vae = MelVAE.from_pretrained(vae_dir)
-    if args.vocoder == "griffinlim":
-        vocoder = GriffinLimVocoder(GriffinLimConfig(mel=vae.config.mel))
-    else:
-        vocoder = load_vocoder(args.vocoder)
+    vocoder, _ = common.vocoder_for_model(args.vocoder_folder, vae.config.mel)
     guidance = preset.guidance if args.guidance is None else args.guidance
     pipe = AudioLDM(vae, UNet.from_pretrained(src / "unet"), NoiseSchedule(load_config(ScheduleConfig,
                     ldm / "schedule.json")), load_conditioner(src / "conditioner"), vocoder,

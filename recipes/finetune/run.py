@@ -15,7 +15,9 @@ condition is its CLAP audio embedding (FOLDER: a local transformers ClapModel wi
 be SRC's text encoder), cached with the latents; generation then reads SRC's CLAP text tower as before
 (audioldm/conditioning_clap.py documents unit norm and the null embedding).
 SRC is one of our model folders or a diffusers AudioLDM folder (converted in memory); nothing is written into SRC.
-Its conditioner, VAE, vocoder and noise schedule are kept. --resume skips finished stages and resumes training from
+Its conditioner, VAE and noise schedule are kept; the vocoder is the shipped universal one (--vocoder universal, the
+default), or --vocoder keep (SRC's own), griffinlim, FOLDER, or train (the universal one fine-tuned on the training
+clips, into OUT/vocoder/vocoder). --resume skips finished stages and resumes training from
 its checkpoints; torchrun --nproc_per_node N runs the training on N processes.
 """
 
@@ -65,6 +67,7 @@ p.add_argument("--group-by", default=None)
 p.add_argument("--valid-fraction", type=float, default=0.1)
 p.add_argument("--name", default=None, help="the fine-tuned model's name (default: SRC name + data name)")
 p.add_argument("--licence", default=None)
+common.add_vocoder_arg(p, keep=True)
 p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
 p.add_argument("--judge-steps", type=int, default=None, help="evaluation judge training steps (default: preset's)")
 p.add_argument("--device", default="auto")
@@ -125,6 +128,8 @@ common.barrier(info)
 
 # 1. prepare, at SRC's rate
 mel = base.mel_config
+if args.vocoder != "keep":
+    common.check_vocoder_arg(args.vocoder, mel)
 multiple = base.vae.config.downsample * base.unet.config.downsample
 pcfg = PrepareConfig(sample_rate=mel.sample_rate, max_seconds=args.max_seconds or base.defaults.duration,
                      group_by=args.group_by, valid_fraction=args.valid_fraction, latent_multiple_frames=multiple,
@@ -220,6 +225,12 @@ def finetune() -> dict:
 
 
 ft = done("finetune", finetune)
+# the vocoder: --vocoder train fine-tunes the universal one on the training clips (on every rank, like the U-Net)
+vocoder_rec = {"vocoder": "keep"} if args.vocoder == "keep" else done(
+    "vocoder", lambda: common.vocoder_for_model(args.vocoder, mel, train, valid, out / "vocoder", args.seed,
+                                                args.device, not args.no_progress)[1])
+vocoder_spec = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "fine-tuned universal" \
+    else "universal" if args.vocoder == "train" else args.vocoder
 if info.enabled:
     torch.distributed.destroy_process_group()
 if not info.is_main:
@@ -237,6 +248,8 @@ def package() -> dict:
     else:
         pipe.unet = UNet.from_pretrained(out / "finetune" / "unet")
         pipe.diffusion = LatentDiffusion(pipe.unet, pipe.schedule)
+    if vocoder_spec != "keep":
+        pipe.vocoder = common.vocoder_for_model(vocoder_spec, mel)[0].eval()
     pipe.name = args.name or f"{src.name}-{data.name if data.is_dir() else data.parent.name}"
     pipe.info = {**pipe.info, "base_model": base_id, "finetune": ft.get("mode"),
                  "data": {"name": data.name if data.is_dir() else data.parent.name, "clips": prep["clips"],

@@ -24,13 +24,15 @@ from audioldm.diffusion import NoiseSchedule, ScheduleConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
 from audioldm.unet import UNet
 from audioldm.vae import MelVAE
-from audioldm.vocoders import GriffinLimVocoder, load_vocoder
+from audioldm.shipped import UNIVERSAL_VOCODER
+from audioldm.vocoders import GriffinLimVocoder, load_vocoder, universal_vocoder
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--base", default=None, help="model folder to take the parts not given from")
 p.add_argument("--vae", default=None)
 p.add_argument("--ldm", default=None, help="run dir of train_ldm.py (unet/, conditioner/, schedule.json)")
-p.add_argument("--vocoder", default=None, help="trained vocoder folder, or 'griffinlim'")
+p.add_argument("--vocoder", default=None, help="trained vocoder folder, 'griffinlim', or 'universal' (the shipped "
+               "audioldm/pretrained/vocoder-16k, named in model_index.json instead of copied)")
 p.add_argument("--out", required=True)
 p.add_argument("--name", default=None, help="the model's name (default: --base's, else gm-notes-demo)")
 p.add_argument("--duration", type=float, default=None,
@@ -66,7 +68,8 @@ if isinstance(cond, LabelConditioner) and args.ldm is not None:  # let the label
 if args.vocoder is None:
     vocoder = base.vocoder
 else:
-    vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else load_vocoder(args.vocoder)
+    vocoder = GriffinLimVocoder() if args.vocoder == "griffinlim" else universal_vocoder() \
+        if args.vocoder == "universal" else load_vocoder(args.vocoder)
 vae = base.vae if args.vae is None else MelVAE.from_pretrained(args.vae)
 d = base.defaults if base is not None else GenerationDefaults(1.28, 25, 3.0, "dpmpp_2m")
 if args.duration is None and args.ldm is not None and (Path(args.ldm) / "training.json").is_file():
@@ -79,7 +82,8 @@ distilled = base.distilled if base is not None and args.ldm is None else None
 name = args.name or (base.name if base is not None else "gm-notes-demo")
 pipe = AudioLDM(vae, unet, schedule, cond, vocoder, defaults, name=name, info=getattr(base, "info", None),
                 distilled=distilled)
-out = pipe.save_pretrained(args.out, overwrite=args.overwrite, dtype=torch.float16 if args.fp16 else None)
+out = pipe.save_pretrained(args.out, overwrite=args.overwrite, dtype=torch.float16 if args.fp16 else None,
+                           vocoder_ref=f"shipped:{UNIVERSAL_VOCODER}" if args.vocoder == "universal" else None)
 size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
 print(json.dumps({"model": str(out), "size_MB": round(size / 2 ** 20, 2), "conditioning": cond.describe()
                   if isinstance(cond, LabelConditioner) else "text"}, indent=2))

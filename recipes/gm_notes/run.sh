@@ -2,12 +2,11 @@
 # bash recipes/gm_notes/run.sh [DATA_DIR=data] [RUNS_DIR=runs]
 #
 # Reproduce the shipped GM-notes models from scratch on CPU (or GPU when present): render the data, train the VAE and
-# the label-conditioned U-Net, assemble the default model (fp16, Griffin-Lim vocoder) into audioldm/pretrained/gm-notes,
+# the label-conditioned U-Net, assemble the default model (fp16, the universal vocoder) into audioldm/pretrained/gm-notes,
 # distil it into the two-evaluation student audioldm/pretrained/gm-notes-fast, evaluate both (the GM judge's stage
 # decomposition on held-out label combinations, with a row of training combinations beside them) and export the
 # samples/ gallery. Both make whole notes (2.08 s).
-# WITH_VOCOS=1 also trains the Vocos-style vocoder that the README compares against Griffin-Lim; it is not shipped
-# (see README: it scores lower on pitch and family). Every step is one recipe command; each training step resumes if its run directory holds checkpoints.
+# The vocoder is the shipped universal one (recipes/vocoder, README "The vocoder"). Every step is one recipe command; each training step resumes if its run directory holds checkpoints.
 #
 # Training data is rendered from FluidR3_GM (Debian/Ubuntu: apt-get install fluid-soundfont-gm; or point SOUNDFONT
 # at any .sf2); TimGM6mb (inside the pretty_midi wheel) is kept for evaluation only.
@@ -32,15 +31,9 @@ python $R/prepare.py --preset demo --soundfont "$SOUNDFONT" --out $DATA/gm_notes
 [ -d $RUNS/vae_fluid/vae ] || python $R/train_vae.py --data $DATA/gm_notes_fluid/manifest.jsonl --preset demo \
     --run-dir $RUNS/vae_fluid --steps 5000 $(resume $RUNS/vae_fluid) --no-progress
 
-# 3. (WITH_VOCOS=1) vocoder: Vocos-style demo (1.56M, phase-advance head), mel L1 + MR-STFT, MPD/MRD from step 1500,
-#    half of each batch fed the VAE's reconstructions; not shipped yet (README: "Why Vocos buzzed")
-if [ "${WITH_VOCOS:-0}" = 1 ]; then
-[ -d $RUNS/vocos_fluid/vocoder ] || python $R/train_vocoder.py --data $DATA/gm_notes_fluid/manifest.jsonl \
-    --model vocos --preset demo --run-dir $RUNS/vocos_fluid --steps 3000 --lr 1e-3 --disc-start 1500 \
-    --vae $RUNS/vae_fluid/vae --vae-fraction 0.5 $(resume $RUNS/vocos_fluid) --no-progress
-python $R/evaluate_vocoder.py --data $DATA/gm_notes_fluid/manifest.jsonl --vocoder $RUNS/vocos_fluid/vocoder \
-    --vae $RUNS/vae_fluid/vae
-fi
+# 3. vocoder: the shipped universal one (audioldm/pretrained/vocoder-16k; README "The vocoder"), scored on these notes
+#    by the stage decomposition, from real mels and from this VAE's reconstructions
+python $R/evaluate_vocoder.py --data $DATA/gm_notes_fluid/manifest.jsonl --vae $RUNS/vae_fluid/vae --seconds 2.08
 
 # 4. U-Net (demo, 4.3M) on cached latents of whole notes (2.08 s: onset, 1 s hold, release), label conditioning,
 #    one cosine schedule
@@ -50,7 +43,7 @@ python $R/train_ldm.py --data $DATA/gm_notes_fluid/manifest.jsonl --vae $RUNS/va
 
 # 5. the teacher's model folder (default duration = the U-Net's clip length, from RUNS/ldm_fluid/training.json), its
 #    evaluation by the GM judge (17 families, 129 programs; README's tables) and the sample gallery
-python $R/package.py --vae $RUNS/vae_fluid/vae --ldm $RUNS/ldm_fluid --vocoder griffinlim \
+python $R/package.py --vae $RUNS/vae_fluid/vae --ldm $RUNS/ldm_fluid --vocoder universal \
     --out audioldm/pretrained/gm-notes --fp16 --overwrite
 python $R/report.py --data $DATA/gm_notes_fluid/manifest.jsonl --gm-judge --skip-own-judge --max-conditions 48 \
     --model audioldm/pretrained/gm-notes

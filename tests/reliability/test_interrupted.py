@@ -90,51 +90,53 @@ def test_failed_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
     assert [c.name for c in find_checkpoints(tmp_path / "run", warn=False)][-1] == "step_00000012"
 
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "gm_notes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def _recipe_args(kind, data, run, steps, tmp_path):
+    """(command, the folder holding its checkpoints, its checkpoint interval)."""
+    if kind == "vocoder":  # the generic vocoder recipe checkpoints every steps // 8 (at least 10) steps
+        return (["vocoder/run.py", "--data", str(data), "--out", str(run), "--preset", "tiny", "--steps", str(steps),
+                 "--no-progress", "--report-items", "2", "--report-seconds", "0.5"], run / "vocoder_run", 10)
     common = ["--data", str(data), "--run-dir", str(run), "--steps", str(steps), "--batch-size", "4",
               "--ckpt-every", "5", "--log-every", "1", "--workers", "0", "--no-progress"]
-    if kind == "vocoder":
-        return ["train_vocoder.py", *common, "--model", "vocos", "--preset", "tiny", "--disc-start", "-1",
-                "--segment-seconds", "0.16", "--eval-every", "0", "--valid-items", "2", "--clip-seconds", "0.32"]
     vae = tmp_path / "vae"
     if not vae.exists():
         from audioldm.vae import VAE_PRESETS, MelVAE
         torch.manual_seed(0)
         MelVAE(VAE_PRESETS["tiny"]()).save_pretrained(vae)
-    return ["train_ldm.py", *common, "--vae", str(vae), "--preset", "tiny", "--clip-seconds", "0.32",
-            "--warmup", "0"]
+    return (["gm_notes/train_ldm.py", *common, "--vae", str(vae), "--preset", "tiny", "--clip-seconds", "0.32",
+             "--warmup", "0"], run, 5)
 
 
 @pytest.mark.parametrize("kind", ["vocoder", "ldm"])
 def test_recipe_kill_9_then_resume(tiny_notes, tmp_path, kind):
     """The vocoder and U-Net recipes (the VAE recipe has the same test in tests/test_train_vae_recipe.py)."""
     data, run = tiny_notes[0] / "manifest.jsonl", tmp_path / "run"
-    script, *rest = _recipe_args(kind, data, run, 20, tmp_path)
+    steps = 40 if kind == "vocoder" else 20
+    (script, *rest), ckpts, interval = _recipe_args(kind, data, run, steps, tmp_path)
     cmd = [sys.executable, str(RECIPES / script), *rest]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 240
-    while not find_checkpoints(run, warn=False) and time.time() < deadline and proc.poll() is None:
+    while not find_checkpoints(ckpts, warn=False) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(random.Random(kind).uniform(0.0, 1.0))
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = find_checkpoints(run, warn=False)
+    done = find_checkpoints(ckpts, warn=False)
     assert done, proc.stderr.read()[-2000:]
     from audioldm.weights import read_safetensors
     for ck in done:  # no complete checkpoint is corrupt
         for f in ck.glob("*.safetensors"):
             assert read_safetensors(f)
-    killed_at = max(losses_any(run)) if (run / "metrics.jsonl").exists() else 0
-    assert killed_at - int(done[-1].name.split("_")[-1]) <= 5  # at most one checkpoint interval lost
+    killed_at = max(losses_any(ckpts)) if (ckpts / "metrics.jsonl").exists() else 0
+    assert killed_at - int(done[-1].name.split("_")[-1]) <= interval  # at most one checkpoint interval lost
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert int(find_checkpoints(run, warn=False)[-1].name.split("_")[-1]) == 20
-    assert max(losses_any(run)) == 20
+    assert int(find_checkpoints(ckpts, warn=False)[-1].name.split("_")[-1]) == steps
+    assert max(losses_any(ckpts)) == steps
 
 
 def losses_any(run_dir: Path) -> dict[int, float]:
