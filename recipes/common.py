@@ -167,9 +167,9 @@ VOCODER_MIN_CLIPS = 32  # --vocoder train with fewer training clips keeps the un
 
 def add_vocoder_arg(p: argparse.ArgumentParser, keep: bool = False) -> None:
     p.add_argument("--vocoder", default="universal",
-                   help="'universal' (default: the shipped 16 kHz vocoder, audioldm/pretrained/vocoder-16k; at other "
-                        "rates Griffin-Lim), 'griffinlim', a trained vocoder FOLDER, or 'train' (fine-tune the "
-                        f"universal vocoder on the training clips; needs at least {VOCODER_MIN_CLIPS})"
+                   help="'universal' (default: the shipped 16 kHz vocoder slot, audioldm/pretrained/vocoder-16k; at "
+                        "other rates Griffin-Lim), 'griffinlim', a trained vocoder FOLDER, or 'train' (the spectral "
+                        f"vocoder trained on the training clips; needs at least {VOCODER_MIN_CLIPS})"
                         + (", or 'keep' (the base model's own)" if keep else ""))
 
 
@@ -223,9 +223,9 @@ def fit_vocoder(train, valid, mel, run_dir: Path, steps: int, batch_size: int, s
 def vocoder_for_model(spec: str, mel, train=None, valid=None, run_dir: Path | None = None, seed: int = 0,
                       device: str = "auto", progress: bool = True) -> tuple[object, dict]:
     """The vocoder a recipe packages with its model, from --vocoder ``spec``; returns (vocoder, record).
-    'train' fine-tunes the universal vocoder on ``train`` clips into ``run_dir`` (600 steps at lr 2e-4, the
-    vocoder recipe's `finetune` preset), unless there are fewer than VOCODER_MIN_CLIPS, when the universal one is
-    kept and the record says why."""
+    'train' trains the spectral vocoder on ``train`` clips into ``run_dir`` (600 steps at lr 1e-3; it starts from
+    the peak fit with phase-gradient phase, its learned correction from zero), unless there are fewer than
+    VOCODER_MIN_CLIPS, when the universal one is kept and the record says why."""
     from audioldm.vocoders import GriffinLimVocoder, load_vocoder, universal_vocoder
     from audioldm.vocoders.griffinlim import GriffinLimConfig
 
@@ -233,19 +233,19 @@ def vocoder_for_model(spec: str, mel, train=None, valid=None, run_dir: Path | No
         return GriffinLimVocoder(GriffinLimConfig(mel=mel)), {"vocoder": "griffinlim"}
     if spec not in ("universal", "train"):
         return load_vocoder(spec), {"vocoder": str(spec)}
-    universal = universal_vocoder()
-    if universal.mel_config != mel:
+    if spec == "train" and len(train or []) < VOCODER_MIN_CLIPS:
+        why = (f"--vocoder train: {len(train or [])} training clips, fewer than the {VOCODER_MIN_CLIPS} needed to "
+               f"train a vocoder; keeping the universal one")
+        print(f"note: {why}", file=sys.stderr)
+        return vocoder_for_model("universal", mel)[0], {"vocoder": "universal", "why": why}
+    if spec == "universal":
+        universal = universal_vocoder()
+        if universal.mel_config == mel:
+            return universal, {"vocoder": "universal"}
         print(f"note: the universal vocoder is for {universal.mel_config.sample_rate} Hz mels; this model uses "
               f"{mel.sample_rate} Hz, so it gets Griffin-Lim (or pass a trained --vocoder FOLDER)", file=sys.stderr)
-        return GriffinLimVocoder(GriffinLimConfig(mel=mel)), {"vocoder": "griffinlim", "why": "no universal vocoder "
-                                                               f"for {mel.sample_rate} Hz"}
-    if spec == "universal":
-        return universal, {"vocoder": "universal"}
-    if len(train or []) < VOCODER_MIN_CLIPS:
-        why = (f"--vocoder train: {len(train or [])} training clips, fewer than the {VOCODER_MIN_CLIPS} needed to "
-               f"fine-tune a vocoder; keeping the universal one")
-        print(f"note: {why}", file=sys.stderr)
-        return universal, {"vocoder": "universal", "why": why}
+        return GriffinLimVocoder(GriffinLimConfig(mel=mel)), {"vocoder": "griffinlim",
+                                                              "why": f"no universal vocoder for {mel.sample_rate} Hz"}
     rec, trainer = fit_vocoder(train, valid, mel, Path(run_dir), steps=600, batch_size=16, segment_seconds=0.64,
-                               lr=2e-4, init=universal, seed=seed, device=device, progress=progress)
-    return load_vocoder(Path(run_dir) / "vocoder"), {"vocoder": "fine-tuned universal", **rec}
+                               lr=1e-3, seed=seed, device=device, progress=progress)
+    return load_vocoder(Path(run_dir) / "vocoder"), {"vocoder": "trained spectral", **rec}

@@ -97,3 +97,10 @@ def test_repeating_frames_fail_the_check(notes):
     torch.manual_seed(0)
     voc = _briefly_trained(Vocos(dataclasses.replace(VOCOS_PRESETS["tiny"](), phase="frame")), notes, steps=300)
     assert steady_tone_modulation(voc)["frame_rate"] > 3 * BUZZ
+
+
+def test_shipped_universal_vocoder_does_not_buzz():
+    """The vocoder every shipped and new 16 kHz model uses (audioldm/pretrained/vocoder-16k)."""
+    from audioldm.vocoders import universal_vocoder
+    mod = steady_tone_modulation(universal_vocoder())
+    assert mod["half_frame_rate"] < BUZZ and mod["frame_rate"] < FRAME_BUZZ, mod

@@ -88,3 +88,24 @@ def test_too_few_clips_is_refused(tones, tmp_path):
     assert p.returncode != 0
     assert "training clips" in p.stderr and "at least 8" in p.stderr
     assert not (tmp_path / "out" / "vocoder").exists()
+
+
+def test_model_recipes_vocoder_choice(tmp_path, capsys):
+    """The vocoder stage of the audio-folder and fine-tune recipes (recipes/common.vocoder_for_model): 'universal' is
+    the shipped slot, 'train' with too few clips keeps it and says so, a folder with other mel settings is refused
+    before any work, and a rate the universal vocoder does not serve gets Griffin-Lim at that rate."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import common
+
+    from audioldm.mel import MEL_PRESETS, MelConfig
+    from audioldm.vocoders import GriffinLimVocoder, universal_vocoder
+    voc, rec = common.vocoder_for_model("universal", MelConfig())
+    assert rec == {"vocoder": "universal"} and voc.config == universal_vocoder().config
+    voc, rec = common.vocoder_for_model("train", MelConfig(), train=[object()] * 5, run_dir=tmp_path / "v")
+    assert rec["vocoder"] == "universal" and "5 training clips, fewer than the 32" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+    wide = MEL_PRESETS["audioldm-48k"]
+    voc, rec = common.vocoder_for_model("universal", wide)
+    assert isinstance(voc, GriffinLimVocoder) and voc.mel_config == wide and rec["vocoder"] == "griffinlim"
+    with pytest.raises(SystemExit, match="--vocoder .* was trained with mel settings"):
+        common.check_vocoder_arg(str(ROOT / "audioldm" / "pretrained" / "vocoder-16k"), wide)

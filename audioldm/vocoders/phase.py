@@ -68,10 +68,13 @@ def _basin_peaks(log_mag: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pghi_phase(mag: torch.Tensor, cfg: MelConfig | None = None, floor: float = 1e-5) -> torch.Tensor:
+def pghi_phase(mag: torch.Tensor, cfg: MelConfig | None = None, floor: float = 1e-5, random_below: float = 0.0,
+               seed: int = 0) -> torch.Tensor:
     """STFT magnitude [B, K, F] (K = n_fft // 2 + 1, the mel front-end's framing) -> phase [B, K, F] in radians,
     by the phase-gradient heuristic with per-frame peak locking (module docstring). ``floor`` clamps the magnitude
-    before the logarithm (relative to each clip's maximum) so silent bins give no gradients."""
+    before the logarithm (relative to each clip's maximum) so silent bins give no gradients. Bins below
+    ``random_below`` times their frame's maximum get a seeded random phase instead (PGHI's tolerance: weak
+    coefficients carry no reliable phase gradient, and locking them to a peak makes noise tonal)."""
     cfg = cfg or MelConfig()
     if mag.dim() != 3 or mag.shape[1] != cfg.n_freqs:
         raise ValueError(f"pghi_phase: expected magnitude [B, {cfg.n_freqs}, frames], got {tuple(mag.shape)}")
@@ -101,6 +104,10 @@ def pghi_phase(mag: torch.Tensor, cfg: MelConfig | None = None, floor: float = 1
     phase = phase.permute(1, 2, 0)
     # frame-centred -> frame-start phase (the DFT origin of stft_frames / istft_frames): minus pi per bin
     phase = torch.remainder(phase - math.pi * bins, 2 * math.pi)
+    if random_below > 0:
+        weak = mag < random_below * mag.amax(dim=1, keepdim=True)
+        noise = torch.rand(mag.shape, generator=torch.Generator().manual_seed(seed), dtype=phase.dtype)
+        phase = torch.where(weak, noise.to(phase.device) * (2 * math.pi), phase)
     return phase.float()
 
 

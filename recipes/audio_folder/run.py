@@ -10,13 +10,12 @@ Train a text-to-audio (or label-to-audio) model on any collection of sounds, end
                labels per sample): validation loss on the held-out split every eval_every
                steps, the best checkpoint kept (OUT/ldm/best), samples for held-out captions in OUT/ldm/samples
                and TensorBoard (OUT/ldm/tensorboard)
-  4. vocoder   --vocoder universal (default: the shipped 16 kHz vocoder), griffinlim, FOLDER, or train (the
-               universal one fine-tuned on the training clips into OUT/vocoder/vocoder)
+  4. vocoder   --vocoder universal (default: the shipped 16 kHz vocoder slot), griffinlim, FOLDER, or train (the
+               spectral vocoder trained on the training clips into OUT/vocoder/vocoder)
   5. package   OUT/model, a model folder for AudioLDM.from_pretrained and `audioldm generate --model`
   6. evaluate  OUT/report.json (+ report.md): audioldm.evaluation.report on held-out clips
   7. gallery   OUT/gallery: `audioldm export` of held-out captions
---resume skips finished stages and resumes the unfinished one from its checkpoints. Vocoder (packaged in step 4): the
-shipped universal 16 kHz vocoder unless --vocoder griffinlim, FOLDER or train (fine-tuned on the training clips). Multi-process: torchrun --nproc_per_node 2 recipes/audio_folder/run.py ... (training stages run
+--resume skips finished stages and resumes the unfinished one from its checkpoints. Multi-process: torchrun --nproc_per_node 2 recipes/audio_folder/run.py ... (training stages run
 on every rank; the rest on rank 0).
 """
 
@@ -124,11 +123,11 @@ else:
 # 3. U-Net
 ldm = done("ldm", lambda: stages.train_ldm(args, preset, vae_dir, train, valid, out / "ldm",
                                            resume=(out / "ldm" / "checkpoints").is_dir(), device=info.device))
-# 4. the vocoder: --vocoder train fine-tunes the universal one on the training clips (on every rank, like the
-#    stages above); the others only name what step 5 packages
+# 4. the vocoder: --vocoder train trains the spectral vocoder on the training clips (on every rank, like the stages
+#    above); the others only name what step 5 packages
 vocoder_rec = done("vocoder", lambda: common.vocoder_for_model(args.vocoder, mel, train, valid, out / "vocoder",
                                                                args.seed, args.device, not args.no_progress)[1])
-args.vocoder_folder = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "fine-tuned universal" \
+args.vocoder_folder = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "trained spectral" \
     else "universal" if args.vocoder == "train" else args.vocoder
 if info.enabled:  # training is over: the other ranks leave, rank 0 packages, evaluates and exports alone
     torch.distributed.destroy_process_group()

@@ -16,7 +16,7 @@ be SRC's text encoder), cached with the latents; generation then reads SRC's CLA
 (audioldm/conditioning_clap.py documents unit norm and the null embedding).
 SRC is one of our model folders or a diffusers AudioLDM folder (converted in memory); nothing is written into SRC.
 Its conditioner, VAE and noise schedule are kept; the vocoder is the shipped universal one (--vocoder universal, the
-default), or --vocoder keep (SRC's own), griffinlim, FOLDER, or train (the universal one fine-tuned on the training
+default), or --vocoder keep (SRC's own), griffinlim, FOLDER, or train (the spectral vocoder trained on the training
 clips, into OUT/vocoder/vocoder). --resume skips finished stages and resumes training from
 its checkpoints; torchrun --nproc_per_node N runs the training on N processes.
 """
@@ -225,11 +225,11 @@ def finetune() -> dict:
 
 
 ft = done("finetune", finetune)
-# the vocoder: --vocoder train fine-tunes the universal one on the training clips (on every rank, like the U-Net)
+# the vocoder: --vocoder train trains the spectral vocoder on the training clips (on every rank, like the U-Net)
 vocoder_rec = {"vocoder": "keep"} if args.vocoder == "keep" else done(
     "vocoder", lambda: common.vocoder_for_model(args.vocoder, mel, train, valid, out / "vocoder", args.seed,
                                                 args.device, not args.no_progress)[1])
-vocoder_spec = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "fine-tuned universal" \
+vocoder_spec = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "trained spectral" \
     else "universal" if args.vocoder == "train" else args.vocoder
 if info.enabled:
     torch.distributed.destroy_process_group()
