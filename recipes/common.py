@@ -166,11 +166,14 @@ VOCODER_MIN_CLIPS = 32  # --vocoder train with fewer training clips keeps the un
 
 
 def add_vocoder_arg(p: argparse.ArgumentParser, keep: bool = False) -> None:
-    p.add_argument("--vocoder", default="universal",
-                   help="'universal' (default: the shipped 16 kHz vocoder slot, audioldm/pretrained/vocoder-16k; at "
-                        "other rates Griffin-Lim), 'griffinlim', a trained vocoder FOLDER, or 'train' (the spectral "
-                        f"vocoder trained on the training clips; needs at least {VOCODER_MIN_CLIPS})"
-                        + (", or 'keep' (the base model's own)" if keep else ""))
+    """--vocoder; ``keep`` (the fine-tune recipe): 'keep', the base model's own vocoder, is the default, because
+    the universal slot is Griffin-Lim today and a base model may bring a trained vocoder (AudioLDM's HiFi-GAN)."""
+    p.add_argument("--vocoder", default="keep" if keep else "universal",
+                   help=("'keep' (default: the base model's own vocoder), " if keep else "")
+                   + "'universal' (" + ("" if keep else "default: ") + "the shipped 16 kHz vocoder slot, "
+                   "audioldm/pretrained/vocoder-16k; at other rates Griffin-Lim), 'griffinlim', a trained vocoder "
+                   f"FOLDER, or 'train' (the spectral vocoder trained on the training clips; needs at least "
+                   f"{VOCODER_MIN_CLIPS})")
 
 
 def check_vocoder_arg(spec: str, mel) -> None:

@@ -15,9 +15,9 @@ condition is its CLAP audio embedding (FOLDER: a local transformers ClapModel wi
 be SRC's text encoder), cached with the latents; generation then reads SRC's CLAP text tower as before
 (audioldm/conditioning_clap.py documents unit norm and the null embedding).
 SRC is one of our model folders or a diffusers AudioLDM folder (converted in memory); nothing is written into SRC.
-Its conditioner, VAE and noise schedule are kept; the vocoder is the shipped universal one (--vocoder universal, the
-default), or --vocoder keep (SRC's own), griffinlim, FOLDER, or train (the spectral vocoder trained on the training
-clips, into OUT/vocoder/vocoder). --resume skips finished stages and resumes training from
+Its conditioner, VAE, noise schedule and vocoder are kept (--vocoder keep, the default), or --vocoder universal (the
+shipped 16 kHz slot), griffinlim, FOLDER, or train (the spectral vocoder trained on the training clips, into
+OUT/vocoder/vocoder). --resume skips finished stages and resumes training from
 its checkpoints; torchrun --nproc_per_node N runs the training on N processes.
 """
 
