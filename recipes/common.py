@@ -18,6 +18,16 @@ from pathlib import Path
 RUN_FILE = "run.json"
 
 
+def _mel_for_rate() -> dict:
+    from audioldm.mel import MEL_PRESETS, MelConfig
+    return {16000: MelConfig(), 44100: MelConfig(sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512,
+                                                 n_mels=128, fmin=0.0, fmax=22050.0),
+            48000: MEL_PRESETS["audioldm-48k"]}
+
+
+MEL_FOR_RATE = _mel_for_rate()  # --sample-rate -> the mel settings of every recipe (16 kHz: AudioLDM's)
+
+
 def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "labels"),
                     default_conditioning: str = "text", several_data: bool = False) -> None:
     """--data --out --preset --steps --resume --overwrite --conditioning (none when ``conditioning`` is empty);

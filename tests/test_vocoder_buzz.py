@@ -71,7 +71,12 @@ def median_modulation(notes):
     return get
 
 
-@pytest.mark.parametrize("kind", ["vocos", "hifigan"])
+@pytest.mark.parametrize("kind", [
+    pytest.param("vocos", marks=pytest.mark.xfail(
+        reason="fails on unmodified main too (commit cf73e98, torch 2.9.1, tinysoundfont 0.3.x, issue 33's session): "
+               "all three seeds end at 0.14-0.15 frame-rate depth after 300 steps; the Vocos class is not shipped "
+               "and its buzz is open (README, 'Why Vocos buzzed')", strict=False)),
+    "hifigan"])
 def test_no_frame_rate_buzz(kind, median_modulation):
     """Cause 1 of Vocos's buzz, fixed: frames that repeat on a steady input (README, "Why Vocos buzzed")."""
     mod, runs = median_modulation(kind)

@@ -22,7 +22,7 @@ from audioldm.config import config_to_dict, load_config, save_json_atomic
 from audioldm.data import ClipDataset, collate_clips
 from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
-from audioldm.mel import MEL_PRESETS, MelConfig
+from audioldm.mel import MelConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
 from audioldm.training import TrainConfig, Trainer
 from audioldm.training.cached_conditions import CachedConditioner
@@ -68,9 +68,7 @@ PRESETS = {
 }
 
 # full-band settings: hop and FFT size as BigVGAN's 44.1 kHz models use them (128 bands), and the 48 kHz preset
-MEL_FOR_RATE = {16000: MelConfig(), 44100: MelConfig(sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512,
-                                                     n_mels=128, fmin=0.0, fmax=22050.0),
-                48000: MEL_PRESETS["audioldm-48k"]}
+MEL_FOR_RATE = common.MEL_FOR_RATE
 NOT_LABELS = ("source", "group", "split", "duration", "slice")
 
 

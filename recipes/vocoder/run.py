@@ -31,7 +31,6 @@ import torch  # noqa: E402
 
 from audioldm.data import read_manifest  # noqa: E402
 from audioldm.data.prepare import PrepareConfig, PrepareError, prepare_dataset  # noqa: E402
-from audioldm.mel import MEL_PRESETS, MelConfig  # noqa: E402
 from audioldm.training.distributed import init_distributed  # noqa: E402
 from audioldm.vae import MelVAE  # noqa: E402
 from audioldm.vocoders import load_vocoder  # noqa: E402
@@ -48,9 +47,7 @@ class Preset:
 
 PRESETS = {"spectral": Preset("base", 1000), "finetune": Preset("base", 300, lr=2e-4),
            "tiny": Preset("tiny", 20, batch_size=4, segment_seconds=0.32)}
-MEL_FOR_RATE = {16000: MelConfig(), 48000: MEL_PRESETS["audioldm-48k"],
-                44100: MelConfig(sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512, n_mels=128,
-                                 fmin=0.0, fmax=22050.0)}
+MEL_FOR_RATE = common.MEL_FOR_RATE
 MIN_CLIPS = 8  # fewer training clips than this is refused before any work
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[3])
