@@ -34,8 +34,7 @@ def test_shipped_loads_small_with_sources():
 @pytest.fixture(scope="module")
 def held_out_notes():
     """Notes of TimGM6mb (the soundfont inside pretty_midi), which the universal vocoder's corpus holds out."""
-    pytest.importorskip("tinysoundfont")
-    from audioldm.data.gm_notes import NoteRenderer
+    from audioldm.data.gm_notes import NoteRenderer  # tinysoundfont: CI installs it
     r = NoteRenderer(None)
     notes = [(0, 48), (24, 60), (40, 67), (56, 55), (73, 72), (33, 40)]
     return torch.stack([torch.from_numpy(r.render(p, q, 100, 1.6, 1.0)) for p, q in notes]).float()[:, :25600]
