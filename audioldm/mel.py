@@ -23,8 +23,8 @@ from torch import nn
 
 from .config import config_from_dict
 
-__all__ = ["MelConfig", "MelFrontend", "mel_filterbank", "mel_to_magnitude", "phase_from_magnitude", "griffin_lim",
-           "MelConfigMismatch"]
+__all__ = ["MelConfig", "MelFrontend", "stft_frames", "mel_filterbank", "mel_to_magnitude", "phase_from_magnitude",
+           "griffin_lim", "MelConfigMismatch"]
 
 
 class MelConfigMismatch(ValueError):
@@ -145,6 +145,19 @@ def mel_filterbank(cfg: MelConfig) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def stft_frames(wav: torch.Tensor, cfg: MelConfig, window: torch.Tensor | None = None) -> torch.Tensor:
+    """Waveform [B, T] (T a multiple of hop) -> complex STFT [B, n_fft // 2 + 1, T / hop] in the mel framing:
+    reflect padding of (n_fft - hop) / 2 per side (zero padding for inputs too short to reflect), no centering,
+    periodic Hann of ``win_length`` (``window``, else made here). Frame k's DFT origin is its first sample;
+    :func:`audioldm.vocoders.phase.istft_frames` inverts it."""
+    if window is None:
+        window = torch.hann_window(cfg.win_length, periodic=True, device=wav.device, dtype=wav.dtype)
+    mode = "reflect" if wav.shape[-1] > cfg.pad else "constant"
+    wav = F.pad(wav.unsqueeze(1), (cfg.pad, cfg.pad), mode=mode).squeeze(1)
+    return torch.stft(wav, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
+                      center=False, return_complex=True)
+
+
 class MelFrontend(nn.Module):
     """Waveform [B, T] (or [T]) float in [-1, 1] -> log-mel [B, n_mels, ceil(T / hop)] (or [n_mels, frames]).
 
@@ -171,12 +184,7 @@ class MelFrontend(nn.Module):
         rem = (-wav.shape[-1]) % c.hop_length
         if rem:
             wav = F.pad(wav, (0, rem))
-        # Reflect padding needs more samples than the pad; very short inputs fall back to zero padding.
-        mode = "reflect" if wav.shape[-1] > c.pad else "constant"
-        wav = F.pad(wav.unsqueeze(1), (c.pad, c.pad), mode=mode).squeeze(1)
-        spec = torch.stft(wav, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window.to(dtype),
-                          center=False, return_complex=True)
-        return spec.abs()
+        return stft_frames(wav, c, self.window.to(dtype)).abs()
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         squeeze = wav.dim() == 1

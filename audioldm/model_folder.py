@@ -122,12 +122,9 @@ def write_model_folder(path, model, overwrite: bool = False, dtype: torch.dtype 
         model.vae.save_pretrained(tmp / "vae", dtype=dtype)
         model.unet.save_pretrained(tmp / "unet", dtype=dtype)
         save_conditioner(tmp / "conditioner", model.conditioner, dtype=dtype)
-        if vocoder_ref is not None:
-            pass
-        elif list(model.vocoder.parameters()):
-            model.vocoder.save_pretrained(tmp / "vocoder", dtype=dtype)
-        else:  # Griffin-Lim: config only
-            model.vocoder.save_pretrained(tmp / "vocoder")
+        if vocoder_ref is None:  # (Griffin-Lim has no weights: its folder is its config)
+            model.vocoder.save_pretrained(tmp / "vocoder", **({"dtype": dtype} if list(model.vocoder.parameters())
+                                                               else {}))
         index = {"format": "audioldm", "format_version": FORMAT_VERSION, "audioldm_version": __version__,
                  "name": model.name, "sample_rate": model.sample_rate, "conditioning": model.conditioning,
                  "components": comps, "mel": model.mel_config.to_dict(),

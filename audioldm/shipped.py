@@ -1,8 +1,8 @@
 """Folders shipped inside the package (``audioldm/pretrained/NAME``) and references to them.
 
 A model folder's ``model_index.json`` may name a shipped component instead of carrying its own copy, so the package
-holds the universal vocoder's weights once: ``"components": {"vocoder": "shipped:vocoder-16k"}``.
-``AudioLDM.save_pretrained`` always writes a standalone copy."""
+holds the shared vocoder once: ``"components": {"vocoder": "shipped:vocoder-16k"}``. ``AudioLDM.save_pretrained``
+writes a standalone copy unless asked for the reference (``vocoder_ref``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["PRETRAINED", "PREFIX", "UNIVERSAL_VOCODER", "shipped_path", "compone
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 PREFIX = "shipped:"
-UNIVERSAL_VOCODER = "vocoder-16k"  # the universal 16 kHz vocoder (recipes/vocoder/run.py --preset universal)
+UNIVERSAL_VOCODER = "vocoder-16k"  # the 16 kHz vocoder slot every shipped model names (docs/vocoder.md)
 
 
 def shipped_path(name: str) -> Path:

@@ -202,11 +202,12 @@ def check_vocoder_arg(spec: str, mel) -> None:
 
 def fit_vocoder(train, valid, mel, run_dir: Path, steps: int, batch_size: int, segment_seconds: float, lr: float,
                 init=None, preset: str = "base", mel_input=None, mel_input_fraction: float = 0.5, seed: int = 0,
-                device: str = "auto", progress: bool = True, levers: dict | None = None) -> tuple[dict, object]:
+                device: str = "auto", progress: bool = True, levers: dict | None = None,
+                save_to: Path | None = None) -> dict:
     """The one vocoder fitting function (recipes/vocoder, and --vocoder train of audio_folder / finetune): the
     spectral vocoder (``init``, a loaded one to fine-tune, or a fresh ``preset``) on random ``segment_seconds``
-    segments of ``train`` clips, checkpointed in ``run_dir`` (resumes from there), EMA weights saved to
-    ``run_dir/vocoder``. Returns (record, trainer)."""
+    segments of ``train`` clips, checkpointed in ``run_dir`` (resumes from there), EMA weights saved to ``save_to``
+    (default ``run_dir/vocoder``; by rank 0). Returns the training record."""
     import dataclasses
     import time
 
@@ -229,8 +230,8 @@ def fit_vocoder(train, valid, mel, run_dir: Path, steps: int, batch_size: int, s
     t0 = time.time()
     trainer.fit()
     if trainer.info.is_main:
-        trainer.ema.get("vocoder", vocoder).save_pretrained(run_dir / "vocoder", overwrite=True)
-    return {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "train_clips": len(train)}, trainer
+        trainer.ema.get("vocoder", vocoder).save_pretrained(save_to or run_dir / "vocoder", overwrite=True)
+    return {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "train_clips": len(train)}
 
 
 def vocoder_for_model(spec: str, mel, train=None, valid=None, run_dir: Path | None = None, seed: int = 0,
@@ -259,6 +260,6 @@ def vocoder_for_model(spec: str, mel, train=None, valid=None, run_dir: Path | No
               f"{mel.sample_rate} Hz, so it gets Griffin-Lim (or pass a trained --vocoder FOLDER)", file=sys.stderr)
         return GriffinLimVocoder(GriffinLimConfig(mel=mel)), {"vocoder": "griffinlim",
                                                               "why": f"no universal vocoder for {mel.sample_rate} Hz"}
-    rec, trainer = fit_vocoder(train, valid, mel, Path(run_dir), steps=600, batch_size=16, segment_seconds=0.64,
-                               lr=1e-3, seed=seed, device=device, progress=progress)
+    rec = fit_vocoder(train, valid, mel, Path(run_dir), steps=600, batch_size=16, segment_seconds=0.64, lr=1e-3,
+                      seed=seed, device=device, progress=progress)
     return load_vocoder(Path(run_dir) / "vocoder"), {"vocoder": "trained spectral", **rec}

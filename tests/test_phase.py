@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from audioldm.mel import MelConfig
-from audioldm.vocoders.phase import fast_griffin_lim, pghi_phase, stft_frames
+from audioldm.mel import MelConfig, stft_frames
+from audioldm.vocoders.phase import fast_griffin_lim, pghi_phase
 
 CFG = MelConfig()
 SR = CFG.sample_rate

@@ -8,7 +8,7 @@ from audioldm.training.vocoder_stage import VocoderLossConfig, VocoderStage
 from audioldm.vocoders import GriffinLimVocoder, HiFiGAN, HIFIGAN_PRESETS, build_vocoder, load_vocoder
 from audioldm.vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from audioldm.vocoders.griffinlim import GriffinLimConfig
-from audioldm.vocoders.vocos import istft_frames
+from audioldm.vocoders.phase import istft_frames
 from audioldm.weights import WeightsError
 
 

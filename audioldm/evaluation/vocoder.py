@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..mel import MelConfig, MelFrontend, mel_to_magnitude, phase_from_magnitude
-from ..vocoders.phase import _window, stft_frames
-from ..vocoders.vocos import istft_frames
+from ..mel import MelConfig, MelFrontend, mel_to_magnitude, phase_from_magnitude, stft_frames
+from ..vocoders.phase import istft_frames, synthesis_window
 from .classifier import frechet_distance
 from .metrics import logmel_l1, mrstft_distance, pitch_error_cents, real_time_factor, steady_tone_modulation
 
@@ -73,7 +72,7 @@ def vocoder_decomposition(vocoders: dict, wav: torch.Tensor, mel: torch.Tensor, 
     if oracles:
         spec = stft_frames(wav.double(), cfg)
         true_mag, true_phase = spec.abs().float(), torch.angle(spec).float()
-        win, length = _window(cfg, "cpu"), wav.shape[-1]
+        win, length = synthesis_window(cfg), wav.shape[-1]
         with_true_phase = lambda mag: istft_frames(torch.polar(mag, true_phase), win, cfg.hop_length, length)  # noqa
         oracle = {"true magnitude + Griffin-Lim phase (60 it.)": lambda: _batched(
                       lambda m: phase_from_magnitude(m, cfg), true_mag),

@@ -6,11 +6,12 @@ float32 in about [-1, 1]. Sample ``t`` of the output lines up with sample ``t`` 
 Trained vocoders save and load as a component folder (``config.json`` + ``model.safetensors``) with
 ``save_pretrained`` / ``load_vocoder``.
 
-- :class:`GriffinLimVocoder` — no training; phase reconstruction from the mel front-end.
+- :class:`GriffinLimVocoder` — no training; the mel's peak fit, phase from a random or phase-gradient start
+  (``phase.py``). The shipped vocoder slot (``audioldm/pretrained/vocoder-16k``, :func:`universal_vocoder`).
 - :class:`HiFiGAN` — transposed-convolution generator with multi-receptive-field residual blocks (Kong et al. 2020).
 - :class:`Vocos` — ConvNeXt backbone at frame rate + inverse-STFT head (Siuzdak 2023); far cheaper on CPU.
-- :class:`SpectralVocoder` — a learned mel -> STFT-magnitude network, phase by the phase-gradient heuristic and a few
-  fast Griffin-Lim iterations (``phase.py``); the shipped universal vocoder.
+- :class:`SpectralVocoder` — a learned correction of the peak-fit STFT magnitude, phase by the phase-gradient
+  heuristic and a few fast Griffin-Lim iterations (``recipes/vocoder`` trains it).
 """
 
 from .griffinlim import GriffinLimVocoder
@@ -61,6 +62,6 @@ def load_vocoder(folder, device=None, dtype=None):
 
 
 def universal_vocoder(device=None):
-    """The universal 16 kHz vocoder shipped in the package (audioldm/pretrained/vocoder-16k)."""
+    """The 16 kHz vocoder slot shipped in the package (audioldm/pretrained/vocoder-16k; Griffin-Lim today)."""
     from ..shipped import UNIVERSAL_VOCODER, shipped_path
     return load_vocoder(shipped_path(UNIVERSAL_VOCODER), device=device)

@@ -30,25 +30,40 @@ import torch.nn.functional as F
 
 from ..mel import MelConfig
 
-__all__ = ["stft_frames", "pghi_phase", "fast_griffin_lim", "magnitude_to_wave"]
+__all__ = ["synthesis_window", "istft_frames", "pghi_phase", "fast_griffin_lim"]
 
 HANN_LAMBDA = 0.25645  # the Gaussian whose time spread matches a Hann window of length L has lambda = 0.25645 L^2
 
 
-def _window(cfg: MelConfig, device, dtype=torch.float32) -> torch.Tensor:
-    """Periodic Hann of win_length, zero-padded to n_fft at the centre (what torch.stft does): [n_fft]."""
+def synthesis_window(cfg: MelConfig, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The analysis window of :func:`audioldm.mel.stft_frames` as the inverse needs it: periodic Hann of win_length,
+    zero-padded to n_fft at the centre (what torch.stft does): [n_fft]."""
     w = torch.hann_window(cfg.win_length, periodic=True, device=device, dtype=dtype)
     left = (cfg.n_fft - cfg.win_length) // 2
     return F.pad(w, (left, cfg.n_fft - cfg.win_length - left))
 
 
-def stft_frames(wav: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
-    """Waveform [B, T] (T a multiple of hop) -> complex STFT [B, n_fft // 2 + 1, T / hop] in the mel front-end's
-    framing (reflect padding of (n_fft - hop) / 2 per side, no centering); ``istft_frames`` inverts it."""
-    mode = "reflect" if wav.shape[-1] > cfg.pad else "constant"
-    padded = F.pad(wav.unsqueeze(1), (cfg.pad, cfg.pad), mode=mode).squeeze(1)
-    return torch.stft(padded, cfg.n_fft, hop_length=cfg.hop_length, window=_window(cfg, wav.device, wav.dtype),
-                      center=False, return_complex=True)
+def _overlap_add(window: torch.Tensor, hop: int, frames: int):
+    """synth(spec [B, n_fft // 2 + 1, frames]) -> the windowed overlap-add of its frames, normalised by the summed
+    squared window: the padded signal [B, (frames - 1) * hop + n_fft]. The envelope is computed once per call of
+    this function, so an iterative caller pays for it once."""
+    n_fft = window.shape[0]
+    total = (frames - 1) * hop + n_fft
+    env = F.fold((window ** 2)[None, :, None].expand(1, n_fft, frames), (1, total), (1, n_fft), stride=(1, hop))
+    inv_env = 1.0 / env.reshape(1, total).clamp(min=1e-8)
+
+    def synth(spec: torch.Tensor) -> torch.Tensor:
+        out = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]
+        return F.fold(out, (1, total), (1, n_fft), stride=(1, hop)).reshape(spec.shape[0], total) * inv_env
+    return synth
+
+
+def istft_frames(spec: torch.Tensor, window: torch.Tensor, hop: int, length: int) -> torch.Tensor:
+    """Complex frames [B, n_fft // 2 + 1, F] -> waveform [B, length], inverting the mel framing (pad
+    (n_fft - hop) / 2, no centering; ``window``: [n_fft]) by windowed overlap-add normalised by the summed squared
+    window."""
+    pad = (window.shape[0] - hop) // 2
+    return _overlap_add(window, hop, spec.shape[-1])(spec)[:, pad:pad + length]
 
 
 def _basin_peaks(log_mag: torch.Tensor) -> torch.Tensor:
@@ -68,13 +83,10 @@ def _basin_peaks(log_mag: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pghi_phase(mag: torch.Tensor, cfg: MelConfig | None = None, floor: float = 1e-5, random_below: float = 0.0,
-               seed: int = 0) -> torch.Tensor:
+def pghi_phase(mag: torch.Tensor, cfg: MelConfig | None = None, floor: float = 1e-5) -> torch.Tensor:
     """STFT magnitude [B, K, F] (K = n_fft // 2 + 1, the mel front-end's framing) -> phase [B, K, F] in radians,
     by the phase-gradient heuristic with per-frame peak locking (module docstring). ``floor`` clamps the magnitude
-    before the logarithm (relative to each clip's maximum) so silent bins give no gradients. Bins below
-    ``random_below`` times their frame's maximum get a seeded random phase instead (PGHI's tolerance: weak
-    coefficients carry no reliable phase gradient, and locking them to a peak makes noise tonal)."""
+    before the logarithm (relative to each clip's maximum) so silent bins give no gradients."""
     cfg = cfg or MelConfig()
     if mag.dim() != 3 or mag.shape[1] != cfg.n_freqs:
         raise ValueError(f"pghi_phase: expected magnitude [B, {cfg.n_freqs}, frames], got {tuple(mag.shape)}")
@@ -102,13 +114,8 @@ def pghi_phase(mag: torch.Tensor, cfg: MelConfig | None = None, floor: float = 1
         cand = phase[j - 1] + step[j - 1]
         torch.add(torch.gather(cand, 1, peaks[j]), offset[j], out=phase[j])
     phase = phase.permute(1, 2, 0)
-    # frame-centred -> frame-start phase (the DFT origin of stft_frames / istft_frames): minus pi per bin
-    phase = torch.remainder(phase - math.pi * bins, 2 * math.pi)
-    if random_below > 0:
-        weak = mag < random_below * mag.amax(dim=1, keepdim=True)
-        noise = torch.rand(mag.shape, generator=torch.Generator().manual_seed(seed), dtype=phase.dtype)
-        phase = torch.where(weak, noise.to(phase.device) * (2 * math.pi), phase)
-    return phase.float()
+    # frame-centred -> frame-start phase (the DFT origin of mel.stft_frames / istft_frames): minus pi per bin
+    return torch.remainder(phase - math.pi * bins, 2 * math.pi).float()
 
 
 def fast_griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: MelConfig | None = None, n_iter: int = 8,
@@ -122,32 +129,15 @@ def fast_griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: MelConfig | No
     and last (n_fft - hop) / 2 samples), which saves the re-padding of a full STFT round trip."""
     cfg = cfg or MelConfig()
     mag = mag.float()
-    b, k, n = mag.shape
-    n_fft, hop = cfg.n_fft, cfg.hop_length
-    length = n * hop
-    window = _window(cfg, mag.device)
-    total = (n - 1) * hop + n_fft
-    env = F.fold((window ** 2)[None, :, None].expand(1, n_fft, n), (1, total), (1, n_fft), stride=(1, hop))
-    inv_env = 1.0 / env.reshape(1, total).clamp(min=1e-8)
-
-    def synth(spec):  # [B, K, F] -> padded signal [B, total]
-        frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]
-        return F.fold(frames, (1, total), (1, n_fft), stride=(1, hop)).reshape(b, total) * inv_env
-
+    n_fft, hop, frames = cfg.n_fft, cfg.hop_length, mag.shape[-1]
+    window = synthesis_window(cfg, mag.device)
+    synth = _overlap_add(window, hop, frames)
     spec = torch.polar(mag, phase.float())
     prev = spec
     for _ in range(n_iter):
-        frames = synth(spec).unfold(-1, n_fft, hop) * window  # [B, F, n_fft]
-        rebuilt = torch.fft.rfft(frames, dim=-1).transpose(1, 2)
+        rebuilt = torch.fft.rfft(synth(spec).unfold(-1, n_fft, hop) * window, dim=-1).transpose(1, 2)
         proj = mag * torch.sgn(rebuilt)
         spec = proj + momentum * (proj - prev)
         prev = proj
     pad = (n_fft - hop) // 2
-    return synth(prev)[:, pad:pad + length]
-
-
-@torch.no_grad()
-def magnitude_to_wave(mag: torch.Tensor, cfg: MelConfig | None = None, n_iter: int = 8,
-                      momentum: float = 0.99) -> torch.Tensor:
-    """Magnitude [B, K, F] -> waveform [B, F * hop]: PGHI phase, then ``n_iter`` fast Griffin-Lim iterations."""
-    return fast_griffin_lim(mag, pghi_phase(mag, cfg), cfg, n_iter=n_iter, momentum=momentum)
+    return synth(prev)[:, pad:pad + frames * hop]

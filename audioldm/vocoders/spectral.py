@@ -28,7 +28,7 @@ from .vocos import ConvNeXtBlock
 
 __all__ = ["SpectralVocoderConfig", "SPECTRAL_PRESETS", "SpectralVocoder"]
 
-LOG_FLOOR = 1e-5  # magnitudes below this are treated as silence (log-magnitude targets are clamped here)
+LOG_FLOOR = 1e-5  # the starting magnitude is clamped here before its logarithm
 
 
 @dataclass

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..mel import MelConfig
+from .phase import istft_frames
 
-__all__ = ["VocosConfig", "VOCOS_PRESETS", "Vocos", "istft_frames"]
+__all__ = ["VocosConfig", "VOCOS_PRESETS", "Vocos"]
 
 
 @dataclass
@@ -78,20 +79,6 @@ class ConvNeXtBlock(nn.Module):
         y = self.dwconv(x).transpose(1, 2)
         y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
         return x + (self.gamma * y).transpose(1, 2)
-
-
-def istft_frames(spec: torch.Tensor, window: torch.Tensor, hop: int, length: int) -> torch.Tensor:
-    """Complex frames [B, n_fft // 2 + 1, F] -> waveform [B, length], inverting the mel front-end's framing
-    (pad (n_fft - hop) / 2, no centering) by windowed overlap-add normalised by the summed squared window."""
-    n_fft = window.shape[0]
-    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]  # [B, n_fft, F]
-    nf = frames.shape[-1]
-    total = (nf - 1) * hop + n_fft
-    out = F.fold(frames, (1, total), (1, n_fft), stride=(1, hop)).reshape(frames.shape[0], total)
-    env = F.fold((window ** 2)[None, :, None].expand(1, n_fft, nf), (1, total), (1, n_fft), stride=(1, hop))
-    pad = (n_fft - hop) // 2
-    out = out / env.reshape(1, total).clamp(min=1e-8)
-    return out[:, pad:pad + length]
 
 
 class Vocos(nn.Module):

@@ -3,9 +3,9 @@
 
 The vocoder stage's decomposition (audioldm.evaluation.vocoder) on the GM notes' valid split (the same hash split the
 training recipes use): real audio, the oracle rows (true magnitude + Griffin-Lim phase; peak-fit / pseudo-inverse
-magnitude + true phase; each learned vocoder's own magnitude + true phase), then the shipped-before Griffin-Lim (peak
-fit, 60 iterations), the universal vocoder (audioldm/pretrained/vocoder-16k) and every --vocoder, on real mels and on
-each --vae's reconstructions (what generation hands the vocoder), scored by MR-STFT, log-mel L1, pitch within 50
+magnitude + true phase; each learned vocoder's own magnitude + true phase), then the shipped vocoder slot
+(audioldm/pretrained/vocoder-16k: peak fit + 60 Griffin-Lim iterations), the same peak fit with the phase-gradient
+start and 16 iterations (docs/vocoder.md) and every --vocoder, on real mels and on each --vae's reconstructions (what generation hands the vocoder), scored by MR-STFT, log-mel L1, pitch within 50
 cents, the GM judge's family / program accuracy and FD, steady-tone modulation (buzz) and CPU speed.
 """
 
@@ -18,13 +18,13 @@ from audioldm.evaluation.gm_judge import load_gm_judge
 from audioldm.evaluation.vocoder import decomposition_markdown, vocoder_decomposition
 from audioldm.vae import MelVAE
 from audioldm.vocoders import GriffinLimVocoder, load_vocoder, universal_vocoder
+from audioldm.vocoders.griffinlim import GriffinLimConfig
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--data", required=True)
 p.add_argument("--vocoder", action="append", default=[], help="a trained vocoder folder (repeatable)")
 p.add_argument("--vae", action="append", default=[], help="also score on this VAE's reconstructions (posterior mean; "
                "repeatable)")
-p.add_argument("--no-universal", action="store_true", help="leave the shipped universal vocoder out")
 p.add_argument("--valid-fraction", type=float, default=0.1)
 p.add_argument("--max-items", type=int, default=None)
 p.add_argument("--seconds", type=float, default=2.08)
@@ -33,9 +33,8 @@ p.add_argument("--out", default=None, help="write the rows as JSON here")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
-vocoders = {"griffin-lim (peak fit, 60 it.)": GriffinLimVocoder()}
-if not args.no_universal:
-    vocoders["universal (vocoder-16k)"] = universal_vocoder()
+vocoders = {"shipped slot vocoder-16k (peak fit + Griffin-Lim 60)": universal_vocoder(),
+            "peak fit + PGHI + Griffin-Lim 16": GriffinLimVocoder(GriffinLimConfig(phase_init="pghi", n_iter=16))}
 vocoders.update({f: load_vocoder(f) for f in args.vocoder})
 _, valid = split_by_hash(load_clips(args.data), args.valid_fraction)
 valid = valid[:args.max_items] if args.max_items else valid

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -136,15 +135,13 @@ class VAERoundTrip(torch.nn.Module):
 
 
 def train_vocoder():
-    rec, _ = common.fit_vocoder(train, valid, mel, out / "vocoder_run", steps=args.steps or preset.steps,
-                                batch_size=args.batch_size or preset.batch_size, segment_seconds=preset.segment_seconds,
-                                lr=args.lr or preset.lr, init=init, preset=preset.vocoder,
-                                mel_input=VAERoundTrip(vae) if vae is not None else None,
-                                mel_input_fraction=args.vae_fraction, seed=args.seed, device=args.device,
-                                progress=not args.no_progress, levers=common.train_levers(args))
-    if info.is_main:  # OUT/vocoder: the folder this recipe hands out
-        shutil.copytree(out / "vocoder_run" / "vocoder", out / "vocoder", dirs_exist_ok=True)
-    return rec
+    return common.fit_vocoder(train, valid, mel, out / "vocoder_run", steps=args.steps or preset.steps,
+                              batch_size=args.batch_size or preset.batch_size, segment_seconds=preset.segment_seconds,
+                              lr=args.lr or preset.lr, init=init, preset=preset.vocoder,
+                              mel_input=VAERoundTrip(vae) if vae is not None else None,
+                              mel_input_fraction=args.vae_fraction, seed=args.seed, device=args.device,
+                              progress=not args.no_progress, levers=common.train_levers(args),
+                              save_to=out / "vocoder")  # the folder this recipe hands out
 
 
 rec = done("vocoder", train_vocoder)
