@@ -8,8 +8,11 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
+
+DISTRIBUTION = "audioldm-toolkit"  # pyproject's name; AudioLDM's own PyPI package "audioldm" also installs `audioldm`
 from .errors import DistilledRangeError
 
 
@@ -219,7 +222,8 @@ def _generation_args(sp) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audioldm", description="Audio latent diffusion toolkit.")
-    p.add_argument("--version", action="version", version=f"audioldm {__version__}")
+    p.add_argument("--version", action="version", version=f"audioldm {__version__} (distribution {DISTRIBUTION}, "
+                   f"the audioldm toolkit, at {Path(__file__).resolve().parent})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="duration, sample rate, channels, peak and RMS of audio files")
     info.add_argument("files", nargs="+", metavar="FILE")

@@ -1,7 +1,7 @@
 """python bench/latent_cache.py [--data MANIFEST] [--vae VAE_DIR] [--preset demo] [--batch 16] [--steps 10]
 
 What the latent cache buys: time per U-Net training step (data loading + optimizer step, the LDMStage loss that
-train_ldm.py runs) when latents come from the cache (RUN_DIR/latents.safetensors, read by LatentDataset) against
+the U-Net stage of recipes/audio_folder runs) when latents come from the cache (RUN_DIR/latents.safetensors, read by LatentDataset) against
 encoding on the fly (reading the WAVs, the mel front-end and the VAE encoder every step, as a pipeline without a cache
 does). Same U-Net, conditioner, batch and seeds in both. Without --data, 64 synthetic 1.28 s tones are written to a
 temporary folder; without --vae a random VAE of --preset's size is used. Prints JSON.

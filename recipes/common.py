@@ -28,6 +28,33 @@ def _mel_for_rate() -> dict:
 MEL_FOR_RATE = _mel_for_rate()  # --sample-rate -> the mel settings of every recipe (16 kHz: AudioLDM's)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (``--steps 0`` is an error, not "the preset's")."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``--lr 0`` is an error, not "the preset's")."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
+    return v
+
+
+def pick(given, default):
+    """A flag's value, or the preset's when the flag was not given (``None``); 0 never reaches here (positive_*)."""
+    return default if given is None else given
+
+
 def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "labels"),
                     default_conditioning: str = "text", several_data: bool = False) -> None:
     """--data --out --preset --steps --resume --overwrite --conditioning (none when ``conditioning`` is empty);
@@ -36,7 +63,7 @@ def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "
                    help="a folder of audio files, or a CSV / JSONL manifest" + (" (repeatable)" if several_data else ""))
     p.add_argument("--out", required=True, help="the run folder: stages, OUT/model, OUT/report.json, OUT/gallery")
     p.add_argument("--preset", default=sorted(presets)[0], choices=sorted(presets))
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the preset's)")
     p.add_argument("--resume", action="store_true", help="continue a run: finished stages are skipped")
     p.add_argument("--overwrite", action="store_true", help="discard a run folder made from other data or settings")
     if conditioning:
@@ -48,6 +75,36 @@ def add_common_args(p: argparse.ArgumentParser, presets, conditioning=("text", "
                    help="recompute the U-Net's (and the VAE stage's) activations in backward: less memory, slower")
     g.add_argument("--bf16-weights", action="store_true",
                    help="train the U-Net's weights, gradients and optimizer state in bfloat16 (GPU memory lever)")
+
+
+def train_plan(steps: int) -> dict:
+    """The one schedule policy of every recipe's training (VAE, U-Net, student, vocoder), as TrainConfig keyword
+    arguments for a run of ``steps`` steps: warmup over a tenth of the run (at most 200 steps), a checkpoint every
+    quarter of it (at least every 10 and at most every 500 steps), and an EMA of decay 0.999 from 1000 steps, else
+    0.99 (the trainer ramps the decay up over the first steps, so a short run's EMA is not its initial weights);
+    metrics logged about 40 times a run (every step up to 80 steps, at most every 50)."""
+    return {"max_steps": steps, "warmup_steps": min(200, steps // 10), "ckpt_every": max(10, min(500, steps // 4)),
+            "ema_decay": 0.999 if steps >= 1000 else 0.99, "log_every": max(1, min(50, steps // 40))}
+
+
+def fit_unet(stage, unet, dataset, collate, run_dir: Path, steps: int, batch_size: int, lr: float, eval_every: int,
+             args):
+    """The one U-Net fitting function (recipes audio_folder, finetune and distill): ``stage`` (an LDMStage or a
+    DistillStage around ``unet``) on ``dataset`` with the shared trainer, :func:`train_plan`, and the seed, device,
+    progress and parallelism / memory flags of ``args`` (:func:`add_common_args`). Checkpoints go to ``run_dir``
+    and a run resumes from them. Returns the trainer: ``trainer.ema`` holds the weights to save (rank 0)."""
+    from audioldm.training import TrainConfig, Trainer
+
+    tc = TrainConfig(run_dir=str(run_dir), batch_size=batch_size, lr=lr, eval_every=eval_every, seed=args.seed,
+                     device=args.device, resume=(Path(run_dir) / "checkpoints").is_dir(),
+                     progress=not args.no_progress, **train_plan(steps), **train_levers(args))
+    unet.config.gradient_checkpointing = args.gradient_checkpointing
+    trainer = Trainer(tc, stage, dataset, collate)
+    try:
+        trainer.fit()
+    finally:
+        unet.config.gradient_checkpointing = False  # a training setting: not saved as the model's
+    return trainer
 
 
 def train_levers(args) -> dict:
@@ -220,9 +277,8 @@ def fit_vocoder(train, valid, mel, run_dir: Path, steps: int, batch_size: int, s
     train_ds = ClipDataset(train, mel, segment_seconds, random_crop=True, seed=seed)
     valid_ds = ClipDataset(valid or train[:8], mel, 2.0)
     run_dir = Path(run_dir)
-    tc = TrainConfig(run_dir=str(run_dir), max_steps=steps, batch_size=batch_size, lr=lr,
-                     warmup_steps=min(100, steps // 10), ckpt_every=max(10, steps // 8), eval_every=0, log_every=25,
-                     seed=seed, device=device, resume=(run_dir / "checkpoints").is_dir(), progress=progress,
+    tc = TrainConfig(run_dir=str(run_dir), batch_size=batch_size, lr=lr, eval_every=0, seed=seed, device=device,
+                     resume=(run_dir / "checkpoints").is_dir(), progress=progress, **train_plan(steps),
                      **(levers or {}))
     stage = VocoderStage(vocoder, VocoderLossConfig(disc_start=-1), valid_ds, eval_items=16, mel_input=mel_input,
                          mel_input_fraction=mel_input_fraction)

@@ -167,8 +167,9 @@ def test_conditioners_for_labels_and_a_local_text_encoder(tmp_path):
 
     train = [Clip(path=Path("x"), caption=None, labels={"kit": k, "size": s, "split": "train", "source": "a",
                                                        "duration": 0.5}) for k, s in (("a", 10), ("b", 14))]
-    args = type("A", (), {"conditioning": "labels", "label_fields": None, "text_encoder": None, "data": "d"})()
-    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
+    args = type("A", (), {"conditioning": "labels", "label_fields": None, "text_encoder": None, "data": "d",
+                     "label_words": None})()
+    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"](), train)
     assert key == "labels" and [(f.name, f.kind) for f in cond.config.fields] == [("kit", "categorical"),
                                                                                   ("size", "numeric")]
     assert cond.config.parse_prompts and cond.parse(["kit b"]) == [{"kit": "b"}]
@@ -178,13 +179,13 @@ def test_conditioners_for_labels_and_a_local_text_encoder(tmp_path):
     tf.BertModel(tf.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                intermediate_size=32)).save_pretrained(tmp_path / "enc")
     args.conditioning, args.text_encoder = "text", str(tmp_path / "enc")
-    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
+    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"](), train)
     assert key == "caption" and cond.pooled_dim == 16 and cond.token_dim == 16
     assert not any(p.requires_grad for p in cond.parameters())
     # both: the frozen text encoder beside the label fields, whose tokens take the encoder's width
     args.conditioning = "both"
-    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"], train)
+    cond, key = stages.build_conditioner(args, stages.PRESETS["tiny"](), train)
     assert key == "both" and cond.token_dim == 16 and cond.labels.config.dim == 16 and cond.labels.config.tokens
-    assert not cond.labels.config.parse_prompts and cond.pooled_dim == 16 + stages.PRESETS["tiny"].text_dim
+    assert not cond.labels.config.parse_prompts and cond.pooled_dim == 16 + stages.PRESETS["tiny"]().text_dim
     c = cond([{"prompt": "a kick", "labels": {"kit": "b", "size": 12}}, {"prompt": None, "labels": {"kit": "a"}}])
     assert c["tokens"].shape[0] == 2 and c["tokens"].shape[-1] == 16

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audioldm.audio import load_audio
-from audioldm.data import read_manifest
+from audioldm.data import read_manifest, split_by_hash
 from audioldm.data.gm_notes import GRID_PRESETS, NoteGrid, captions_for, note_name, render_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,9 @@ def test_tiny_preset_summary_and_manifest(tiny_notes):
     clips = read_manifest(out / "manifest.jsonl")
     assert len(clips) == 32
     c = clips[0]
-    assert set(c.labels) == {"instrument", "family", "program", "pitch", "velocity"}
+    assert set(c.labels) == {"instrument", "family", "program", "pitch", "velocity", "split"}
+    held = {c.key for c in clips if c.labels["split"] == "valid"}  # the one hash split, by path
+    assert held == {c.key for c in split_by_hash(clips, 0.1)[1]} and 0 < len(held) < 32
     assert len(c.captions) >= 4 and c.caption == c.captions[0]
     x = load_audio(c.path, 16000)
     assert x.shape == (32000,)

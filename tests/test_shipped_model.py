@@ -112,56 +112,6 @@ def test_cli_uses_the_shipped_student_and_points_to_its_teacher(tmp_path, monkey
     assert "hint:" not in capsys.readouterr().err  # a model the user named is theirs to change
 
 
-def test_package_base_swaps_one_part(tmp_path):
-    """recipes/gm_notes/package.py --base MODEL --vocoder V writes MODEL with only its vocoder replaced (the
-    generation defaults and every other weight kept), and refuses to run without --base or the three parts."""
-    import subprocess
-    import sys
-
-    import torch
-
-    from audioldm.vocoders import build_vocoder
-    root = Path(__file__).resolve().parents[1]
-    voc = build_vocoder("vocos", "tiny")
-    voc.save_pretrained(tmp_path / "voc")
-    cmd = [sys.executable, str(root / "recipes/gm_notes/package.py"), "--base", str(MODEL),
-           "--vocoder", str(tmp_path / "voc"), "--out", str(tmp_path / "model")]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=root)
-    base, new = AudioLDM.from_pretrained(MODEL), AudioLDM.from_pretrained(tmp_path / "model")
-    assert type(new.vocoder).__name__ == "Vocos" and new.defaults == base.defaults and new.name == base.name
-    for a, b in ((base.unet, new.unet), (base.vae, new.vae), (base.conditioner, new.conditioner)):
-        for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-            assert torch.equal(x, y), k
-    bad = subprocess.run(cmd[:2] + ["--vocoder", "griffinlim", "--out", str(tmp_path / "m2")], capture_output=True,
-                         text=True, cwd=root)
-    assert bad.returncode != 0 and "--vae, --ldm required without --base" in bad.stderr
-    assert not (tmp_path / "m2").exists()
-
-
-def test_package_takes_the_trained_clip_length(tmp_path):
-    """package.py --ldm RUN: the default duration is the clip length the U-Net was trained on (RUN/training.json,
-    written by train_ldm.py), unless --duration says otherwise."""
-    import json
-    import shutil
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    run = tmp_path / "ldm"
-    run.mkdir()
-    for part in ("unet", "conditioner"):
-        shutil.copytree(MODEL / part, run / part)
-    (run / "schedule.json").write_text(json.dumps(json.loads((MODEL / "model_index.json").read_text())["schedule"]))
-    (run / "training.json").write_text(json.dumps({"clip_seconds": 1.6}))
-    cmd = [sys.executable, str(root / "recipes/gm_notes/package.py"), "--vae", str(MODEL / "vae"), "--ldm", str(run),
-           "--vocoder", "griffinlim"]
-    subprocess.run(cmd + ["--out", str(tmp_path / "m")], check=True, capture_output=True, cwd=root)
-    subprocess.run(cmd + ["--out", str(tmp_path / "m2"), "--duration", "0.96"], check=True, capture_output=True,
-                   cwd=root)
-    assert AudioLDM.from_pretrained(tmp_path / "m").defaults.duration == 1.6
-    assert AudioLDM.from_pretrained(tmp_path / "m2").defaults.duration == 0.96
-
-
 def test_fast_model_is_a_two_evaluation_student_of_the_teacher():
     """audioldm/pretrained/gm-notes-fast (recipes/distill): distilled from the shipped teacher (its id), one U-Net
     call per step without an unconditional half, 2 steps by default, and it makes the requested notes."""

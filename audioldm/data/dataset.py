@@ -1,9 +1,6 @@
-"""Fixed-length clip dataset (waveform + log-mel + conditioning fields), its collate function, and a
-deterministic train/valid split by hash of each clip's manifest path."""
+"""Fixed-length clip dataset (waveform + log-mel + conditioning fields) and its collate function."""
 
 from __future__ import annotations
-
-import hashlib
 
 import numpy as np
 import soundfile as sf
@@ -14,18 +11,7 @@ from ..audio import AudioError, load_audio, pad_or_crop, resample, to_mono
 from ..mel import MelConfig, MelFrontend
 from .manifest import Clip
 
-__all__ = ["ClipDataset", "collate_clips", "split_by_hash"]
-
-
-def split_by_hash(clips: list[Clip], valid_fraction: float = 0.1, salt: str = "") -> tuple[list[Clip], list[Clip]]:
-    """Split clips into (train, valid) by SHA-1 of their manifest path: stable across runs, machines and row order."""
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
-    train, valid = [], []
-    for c in clips:
-        h = int.from_bytes(hashlib.sha1((salt + c.key).encode()).digest()[:8], "big") / 2 ** 64
-        (valid if h < valid_fraction else train).append(c)
-    return train, valid
+__all__ = ["ClipDataset", "collate_clips"]
 
 
 class ClipDataset(Dataset):

@@ -135,14 +135,17 @@ class NoteRenderer:
 
 
 def render_grid(grid: NoteGrid, out_dir: str | os.PathLike, soundfont=None, sample_rate: int = 16000,
-                gain_db: float = 6.0, silence_peak: float = 1e-3, overwrite: bool = False, progress=None) -> dict:
-    """Render every note of ``grid`` into ``out_dir/audio/*.wav`` and write ``out_dir/manifest.jsonl``.
+                gain_db: float = 6.0, silence_peak: float = 1e-3, overwrite: bool = False, progress=None,
+                valid_fraction: float = 0.1) -> dict:
+    """Render every note of ``grid`` into ``out_dir/audio/*.wav`` and write ``out_dir/manifest.jsonl``, whose
+    ``split`` column holds ``valid_fraction`` of the notes out (the one hash split, by path: data/split.py).
 
     Silent renders (peak < ``silence_peak``) are dropped and reported; clips that would clip are scaled to a peak
     of 0.99 and counted. Returns a summary dict. Refuses to touch an existing manifest unless ``overwrite``.
     """
     from ..audio import save_audio
     from .manifest import write_manifest
+    from .split import hash_split
 
     out_dir = Path(out_dir)
     manifest = out_dir / "manifest.jsonl"
@@ -168,6 +171,9 @@ def render_grid(grid: NoteGrid, out_dir: str | os.PathLike, soundfont=None, samp
                      "family": family, "program": prog, "pitch": pitch, "velocity": vel})
     if not rows:
         raise RuntimeError(f"{renderer.soundfont}: every note rendered silent; is it a General-MIDI soundfont?")
+    held = hash_split([r["path"] for r in rows], valid_fraction)
+    for r in rows:
+        r["split"] = "valid" if r["path"] in held else "train"
     write_manifest(manifest, rows)
     per_instrument = {}
     for r in rows:
@@ -175,4 +181,4 @@ def render_grid(grid: NoteGrid, out_dir: str | os.PathLike, soundfont=None, samp
     return {"manifest": str(manifest), "soundfont": str(renderer.soundfont), "clips": len(rows),
             "hours": round(len(rows) * grid.clip_seconds / 3600, 4), "sample_rate": sample_rate,
             "instruments": per_instrument, "dropped_silent": len(silent), "silent": silent,
-            "peak_limited": limited, "seconds": round(time.time() - t0, 2)}
+            "peak_limited": limited, "valid_clips": len(held), "seconds": round(time.time() - t0, 2)}

@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import AudioError, _native, load_audio, save_audio
+from .split import hash_split
 from .manifest import AUDIO_EXTENSIONS, ManifestError, read_manifest, write_manifest
 
 __all__ = ["PrepareConfig", "PrepareError", "prepare_dataset", "discover", "slice_at_silences", "clip_seconds_rule"]
@@ -199,20 +200,6 @@ def clip_seconds_rule(durations: list[float], cfg: PrepareConfig) -> float:
     return round(max(1, math.ceil(p / block - 1e-9)) * block, 6)
 
 
-def _split(rows: list[dict], key: str, valid_fraction: float) -> None:
-    """Set row["split"] by SHA-1 of row[key] (a whole group goes to one side); at least one group is held out when
-    there are two or more."""
-    groups = sorted({str(r[key]) for r in rows})
-    h = {g: int.from_bytes(hashlib.sha1(g.encode()).digest()[:8], "big") / 2 ** 64 for g in groups}
-    valid = {g for g in groups if h[g] < valid_fraction}
-    if not valid and len(groups) >= 2 and valid_fraction > 0:
-        valid = {min(groups, key=lambda g: h[g])}
-    if len(valid) == len(groups) and len(groups) >= 2:
-        valid.discard(max(groups, key=lambda g: h[g]))
-    for r in rows:
-        r["split"] = "valid" if str(r[key]) in valid else "train"
-
-
 def _stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(_display(name)).stem).strip("_")[:40] or "clip"
 
@@ -295,7 +282,9 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, pro
     if given and not any(c["split"] == "valid" for c in clips):
         raise PrepareError(f"{source}: column 'split' holds no 'valid' row; nothing would be held out")
     if not given:  # a manifest's own split column (train / valid in every row) is kept as it is
-        _split(clips, "group", cfg.valid_fraction)
+        held = hash_split([c["group"] for c in clips], cfg.valid_fraction)
+        for c in clips:
+            c["split"] = "valid" if c["group"] in held else "train"
     write_manifest(out / "manifest.jsonl", clips)
     durations = [c["duration"] for c in clips]
     report = {"source": _display(str(source)), "config": asdict(cfg), "files_found": len(rows),

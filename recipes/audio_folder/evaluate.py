@@ -62,7 +62,7 @@ def gallery(args, preset, out: Path, valid) -> dict:
     return {"samples": len(man["samples"]), "failures": len(man["failures"])}
 
 
-if __name__ == "__main__":
+def main() -> None:
     import argparse
 
     import stages
@@ -78,6 +78,10 @@ if __name__ == "__main__":
     run_info = json.loads((o / "run.json").read_text())
     a.clip_seconds = json.loads((o / "stages" / "prepare.json").read_text())["clip_seconds"]
     clips = read_manifest(o / "data" / "manifest.jsonl")
-    print(json.dumps(run(a, stages.PRESETS[run_info["preset"]], o,
+    print(json.dumps(run(a, stages.PRESETS[run_info["preset"]](), o,
                          [c for c in clips if c.labels.get("split") == "train"],
                          [c for c in clips if c.labels.get("split") == "valid"]), indent=2))
+
+
+if __name__ == "__main__":
+    main()

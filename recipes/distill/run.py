@@ -15,8 +15,8 @@ Distil a model into a student that generates in one or two network evaluations, 
                to the teacher's for the same seed, beside the distance between two teacher samples of different
                seeds, and DPM-Solver++(2M) at 1, 2 and 4 steps; seconds per clip for each
 DATA: the data the teacher was trained on (a folder or manifest). Its training split is the manifest's "split" column
-when every row has one (recipes/audio_folder, recipes/finetune), else the hash split train_ldm.py uses
-(--valid-fraction), so held-out conditions stay held out of distillation too. Only the conditions are read: the
+when every row has one (recipes/audio_folder, recipes/finetune), else the one hash split (audioldm/data/split.py)
+(--valid-fraction; data/split.py), so held-out conditions stay held out of distillation too. Only the conditions are read: the
 teacher makes the targets. GM notes: recipes/gm_notes/report.py --model OUT/model --gm-judge scores it with the judge.
 """
 
@@ -33,28 +33,47 @@ import common  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from audioldm.data import load_clips, split_by_hash  # noqa: E402
+from audioldm.data import load_clips, train_valid  # noqa: E402
 from audioldm.diffusion import LatentDiffusion  # noqa: E402
 from audioldm.files import portable_model_id  # noqa: E402
 from audioldm.pipeline import AudioLDM  # noqa: E402
 from audioldm.settings import DistilledRange  # noqa: E402
-from audioldm.training import TrainConfig, Trainer  # noqa: E402
 from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
 from audioldm.training.distill_stage import DistillStage, LatentCritic, PairDataset, collate_pairs, \
     cond_vector, make_student, teacher_pairs  # noqa: E402
 from audioldm.training.distributed import init_distributed  # noqa: E402
 
-PRESETS = {
-    "tiny": {"pairs": 64, "valid_pairs": 8, "steps": 60, "batch": 8, "lr": 2e-4, "eval_every": 30, "chunk": 32,
-             "eval_conditions": 4},
-    "demo": {"pairs": 1536, "valid_pairs": 64, "steps": 2500, "batch": 16, "lr": 2e-4, "eval_every": 250,
-             "chunk": 64, "eval_conditions": 24},
-}
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    pairs: int
+    valid_pairs: int
+    steps: int
+    batch: int
+    lr: float
+    eval_every: int
+    chunk: int
+    eval_conditions: int
+
+
+def tiny() -> Preset:
+    """Tests and a first look: minutes on 2 CPU cores."""
+    return Preset(pairs=64, valid_pairs=8, steps=60, batch=8, lr=0.0002, eval_every=30, chunk=32, eval_conditions=4)
+
+
+def demo() -> Preset:
+    """The shipped student (gm-notes-fast, round 1): ~1 h on 2 CPU cores."""
+    return Preset(pairs=1536, valid_pairs=64, steps=2500, batch=16, lr=0.0002, eval_every=250, chunk=64,
+                  eval_conditions=24)
+
+
+PRESETS = {"tiny": tiny, "demo": demo}  # name -> factory
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[3])
 common.add_common_args(p, PRESETS, conditioning=("text", "labels", "both"), default_conditioning=None)
 p.add_argument("--model", required=True, help="the teacher: one of our model folders or a diffusers AudioLDM one")
-p.add_argument("--pairs", type=int, default=None, help="teacher samples to distil from (default: the preset's)")
+p.add_argument("--pairs", type=common.positive_int, default=None,
+               help="teacher samples to distil from (default: the preset's)")
 p.add_argument("--guidance-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                help="guidance scales the student learns (default: the teacher's default guidance -1 .. +1)")
 p.add_argument("--mid-sigma", type=float, default=2.0, help="the student's second noise level (its first: the "
@@ -67,14 +86,15 @@ p.add_argument("--adv-weight", type=float, default=0.0, help="weight of an adver
 p.add_argument("--init", default=None, help="start from this student folder (distilled from the same teacher) instead "
                "of the teacher's U-Net")
 p.add_argument("--valid-fraction", type=float, default=0.1, help="hash split, when DATA has no split column")
-p.add_argument("--lr", type=float, default=None)
-p.add_argument("--batch-size", type=int, default=None)
+p.add_argument("--lr", type=common.positive_float, default=None)
+p.add_argument("--batch-size", type=common.positive_int, default=None)
+p.add_argument("--name", default=None, help="the student's name (default: the teacher's name + '-distilled')")
 p.add_argument("--fp16", action="store_true", help="store the student's weights in float16")
 p.add_argument("--device", default="auto")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--no-progress", action="store_true")
 args = p.parse_args()
-preset = PRESETS[args.preset]
+preset = PRESETS[args.preset]()
 info = init_distributed(args.device)
 src, data = Path(args.model), Path(args.data)
 try:
@@ -121,11 +141,7 @@ try:
     clips = load_clips(data)
 except (OSError, ValueError) as e:
     raise SystemExit(f"error: --data {data}: {e}") from None
-if clips and all(c.labels.get("split") in ("train", "valid") for c in clips):
-    train = [c for c in clips if c.labels["split"] == "train"]
-    valid = [c for c in clips if c.labels["split"] == "valid"]
-else:
-    train, valid = split_by_hash(clips, args.valid_fraction)
+train, valid = train_valid(clips, args.valid_fraction)
 fields = [f.name for f in teacher.conditioner.config.fields] if kind != "text" else []
 
 
@@ -159,11 +175,11 @@ def make_pairs(name: str, inputs: list, n: int, seed: int) -> dict:
     pick = torch.randint(len(inputs), (n,), generator=g).tolist()
     ws = lo + (hi - lo) * torch.rand(n, generator=g)
     t0 = time.time()
-    for s in range(0, n, preset["chunk"]):
+    for s in range(0, n, preset.chunk):
         f = folder / f"chunk_{s:07d}.safetensors"
         if f.exists():
             continue
-        idx = list(range(s, min(n, s + preset["chunk"])))
+        idx = list(range(s, min(n, s + preset.chunk)))
         ins = [inputs[pick[i]] for i in idx]
         with torch.no_grad():
             cond = teacher.conditioner(ins)
@@ -186,9 +202,9 @@ def load_pairs(name: str, inputs: list) -> PairDataset:
 
 
 def pairs():
-    rec = {"train": make_pairs("train", train_inputs, args.pairs or preset["pairs"], args.seed)}
+    rec = {"train": make_pairs("train", train_inputs, common.pick(args.pairs, preset.pairs), args.seed)}
     if valid_inputs:
-        rec["valid"] = make_pairs("valid", valid_inputs, preset["valid_pairs"], args.seed + 1)
+        rec["valid"] = make_pairs("valid", valid_inputs, preset.valid_pairs, args.seed + 1)
     return {**rec, "teacher_steps": t_steps, "teacher_sampler": teacher.defaults.sampler, "guidance_range": [lo, hi]}
 
 
@@ -215,16 +231,9 @@ def distill() -> dict:
     stage = DistillStage(LatentDiffusion(student, teacher.schedule), cond, sigmas2, valid=valid_set,
                          decoder=lambda z: vae.decode(z / vae.config.scale_factor), mel_weight=args.mel_weight,
                          critic=critic, adv_weight=args.adv_weight)
-    steps = args.steps or preset["steps"]
-    tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=args.batch_size or preset["batch"],
-                     lr=args.lr or preset["lr"], warmup_steps=min(100, steps // 10), **common.train_levers(args),
-                     ema_decay=0.999 if steps >= 1000 else 0.0, ckpt_every=max(10, min(250, steps // 4)),
-                     eval_every=preset["eval_every"], log_every=10, seed=args.seed, device=args.device,
-                     resume=(run / "checkpoints").is_dir(), progress=not args.no_progress)
-    student.config.gradient_checkpointing = args.gradient_checkpointing
-    trainer = Trainer(tc, stage, train_set, collate_pairs)
-    trainer.fit()
-    student.config.gradient_checkpointing = False
+    trainer = common.fit_unet(stage, student, train_set, collate_pairs, run, common.pick(args.steps, preset.steps),
+                              common.pick(args.batch_size, preset.batch), common.pick(args.lr, preset.lr),
+                              preset.eval_every, args)
     if not trainer.info.is_main:
         return {}
     trainer.ema.get("unet", student).float().save_pretrained(run / "unet", overwrite=True)
@@ -250,7 +259,7 @@ def package() -> dict:
                                teacher_sampler=teacher.defaults.sampler)
     defaults = dataclasses.replace(base.defaults, steps=2, sampler="ddim", guidance=min(max(g0, lo), hi))
     pipe = AudioLDM(base.vae, UNet.from_pretrained(out / "distill" / "unet"), base.schedule, base.conditioner,
-                    base.vocoder, defaults, name=f"{teacher.name}-distilled",
+                    base.vocoder, defaults, name=args.name or f"{teacher.name}-distilled",
                     info={**base.info, "distilled_from": portable_model_id(src), "distill": {**pr, **ds}},
                     distilled=distilled)
     pipe.save_pretrained(out / "model", overwrite=True, dtype=torch.float16 if args.fp16 else None)
@@ -266,7 +275,7 @@ def evaluate() -> dict:
 
     student = AudioLDM.from_pretrained(out / "model")
     request = common.clip_request(kind, fields)  # one generate() request per distinct held-out condition
-    conds = list(dict(request(c) for c in (valid_clips or train_clips)).values())[:preset["eval_conditions"]]
+    conds = list(dict(request(c) for c in (valid_clips or train_clips)).values())[:preset.eval_conditions]
     g = student.defaults.guidance
 
     def run(pipe, seed, **s):

@@ -40,17 +40,37 @@ from audioldm.diffusion import LatentDiffusion  # noqa: E402
 from audioldm.files import portable_model_id  # noqa: E402
 from audioldm.lora import TARGETS, add_lora, save_lora  # noqa: E402
 from audioldm.pipeline import AudioLDM  # noqa: E402
-from audioldm.training import TrainConfig, Trainer  # noqa: E402
 from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
 from audioldm.training.distributed import init_distributed  # noqa: E402
 from audioldm.training.ldm_stage import LDMStage  # noqa: E402
 
-PRESETS = {  # lr for full fine-tuning / for LoRA; the evaluation's budget
-    "tiny": {"steps": 100, "batch": 8, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 50,
-             "judge_steps": 200, "per_condition": 2, "max_conditions": 8, "max_heldout": 64},
-    "small": {"steps": 1000, "batch": 16, "lr": 5e-5, "lora_lr": 1e-3, "eval_every": 250,
-              "judge_steps": 600, "per_condition": 4, "max_conditions": 16, "max_heldout": 200},
-}
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    steps: int
+    batch: int
+    lr: float
+    lora_lr: float
+    eval_every: int
+    judge_steps: int
+    per_condition: int
+    max_conditions: int
+    max_heldout: int
+
+
+def tiny() -> Preset:
+    """Tests and a first look: minutes on 2 CPU cores."""
+    return Preset(steps=100, batch=8, lr=5e-05, lora_lr=0.001, eval_every=50, judge_steps=200, per_condition=2,
+                  max_conditions=8, max_heldout=64)
+
+
+def small() -> Preset:
+    """The CPU preset: about an hour on 2 CPU cores."""
+    return Preset(steps=1000, batch=16, lr=5e-05, lora_lr=0.001, eval_every=250, judge_steps=600, per_condition=4,
+                  max_conditions=16, max_heldout=200)
+
+
+PRESETS = {"tiny": tiny, "small": small}  # name -> factory
 KEY = {"text": "caption", "labels": "labels", "both": "both", "clap-audio": "condition"}
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
@@ -61,7 +81,8 @@ p.add_argument("--model", required=True, help="the model to start from: our mode
 p.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (default: full)")
 p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank, i.e. scale 1)")
 p.add_argument("--lora-targets", nargs="+", default=["attention"], choices=sorted(TARGETS))
-p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's, full or LoRA)")
+p.add_argument("--lr", type=common.positive_float, default=None,
+               help="learning rate (default: the preset's, full or LoRA)")
 p.add_argument("--max-seconds", type=float, default=None, help="longest clip (default: SRC's default duration)")
 p.add_argument("--group-by", default=None)
 p.add_argument("--valid-fraction", type=float, default=0.1)
@@ -69,7 +90,8 @@ p.add_argument("--name", default=None, help="the fine-tuned model's name (defaul
 p.add_argument("--licence", default=None)
 common.add_vocoder_arg(p, keep=True)
 p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
-p.add_argument("--judge-steps", type=int, default=None, help="evaluation judge training steps (default: preset's)")
+p.add_argument("--judge-steps", type=common.positive_int, default=None,
+               help="evaluation judge training steps (default: preset's)")
 p.add_argument("--device", default="auto")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--no-progress", action="store_true")
@@ -80,7 +102,7 @@ if args.lora_rank is not None and args.lora_rank <= 0:
 src, data = Path(args.model), Path(args.data)
 torch.manual_seed(args.seed)
 info = init_distributed(args.device)
-preset = PRESETS[args.preset]
+preset = PRESETS[args.preset]()
 
 
 def load_src() -> AudioLDM:
@@ -196,18 +218,9 @@ def finetune() -> dict:
     valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
     stage = LDMStage(LatentDiffusion(unet, base.schedule), cond, latents.scale_factor, key, 0.1,
                      valid=valid_lat)
-    steps = args.steps or preset["steps"]
-    lr = args.lr or (preset["lora_lr"] if args.lora_rank else preset["lr"])
-    fsdp = args.parallel == "fsdp"  # FSDP2 keeps a full EMA copy for evaluation and saving (trainer.py)
-    tc = TrainConfig(run_dir=str(run), max_steps=steps, batch_size=preset["batch"], lr=lr, **common.train_levers(args),
-                     warmup_steps=min(100, steps // 10), ema_decay=0.999 if steps >= 1000 else (0.99 if fsdp else 0.0),
-                     ckpt_every=max(10, min(250, steps // 4)), eval_every=preset["eval_every"], log_every=10,
-                     seed=args.seed, device=args.device, resume=(run / "checkpoints").is_dir(),
-                     progress=not args.no_progress)
-    unet.config.gradient_checkpointing = args.gradient_checkpointing
-    trainer = Trainer(tc, stage, latents, collate_latents)
-    trainer.fit()
-    unet.config.gradient_checkpointing = False  # a training setting: not saved as the model's
+    lr = common.pick(args.lr, preset.lora_lr if args.lora_rank else preset.lr)
+    trainer = common.fit_unet(stage, unet, latents, collate_latents, run, common.pick(args.steps, preset.steps),
+                              preset.batch, lr, preset.eval_every, args)
     rec = {}
     if trainer.info.is_main:
         final = trainer.ema.get("unet", unet).float()  # (bf16 weights: saved as float32)
@@ -289,9 +302,9 @@ def evaluate() -> dict:
     for name, folder in (("source", src), ("fine-tuned", out / "model")):
         reps[name] = evaluate_model(AudioLDM.from_pretrained(folder), train, heldout, category, request,
                                     seen, prep["clip_seconds"],
-                                    judge_steps=args.judge_steps or preset["judge_steps"],
-                                    per_condition=preset["per_condition"], max_conditions=preset["max_conditions"],
-                                    max_heldout=preset["max_heldout"], seed=args.seed)
+                                    judge_steps=common.pick(args.judge_steps, preset.judge_steps),
+                                    per_condition=preset.per_condition, max_conditions=preset.max_conditions,
+                                    max_heldout=preset.max_heldout, seed=args.seed)
         lines += [f"## {name}: {folder.name}", "", report_table(reps[name]), ""]
     save_json_atomic(out / "report.json", reps)
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")

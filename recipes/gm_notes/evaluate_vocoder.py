@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from audioldm.data import ClipDataset, load_clips, split_by_hash
+from audioldm.data import ClipDataset, load_clips, train_valid
 from audioldm.evaluation.gm_judge import load_gm_judge
 from audioldm.evaluation.vocoder import decomposition_markdown, vocoder_decomposition
 from audioldm.vae import MelVAE
@@ -36,7 +36,7 @@ torch.set_num_threads(args.threads)
 vocoders = {"shipped slot vocoder-16k (peak fit + Griffin-Lim 60)": universal_vocoder(),
             "peak fit + PGHI + Griffin-Lim 16": GriffinLimVocoder(GriffinLimConfig(phase_init="pghi", n_iter=16))}
 vocoders.update({f: load_vocoder(f) for f in args.vocoder})
-_, valid = split_by_hash(load_clips(args.data), args.valid_fraction)
+_, valid = train_valid(load_clips(args.data), args.valid_fraction)
 valid = valid[:args.max_items] if args.max_items else valid
 ds = ClipDataset(valid, next(iter(vocoders.values())).mel_config, args.seconds)
 items = [ds[i] for i in range(len(ds))]

@@ -3,7 +3,7 @@
 
 The shared evaluation (audioldm.evaluation.report, the one recipes/audio_folder uses) on a GM-notes label model: a
 judge trained on the training split's real notes recognises the instrument (--category), held-out notes are the
-valid split train_ldm.py held out (split_by_hash, --valid-fraction), and their (instrument, pitch, velocity)
+notes the manifest's `split` column held out of every training stage (prepare.py writes it; data/split.py), and their (instrument, pitch, velocity)
 combinations, each of which is a single note of the grid, were never seen in U-Net training. Prints the markdown
 table (stage decomposition, adherence vs ceiling vs chance, FD vs real-vs-real, memorisation, diversity).
 --gm-judge adds the harder judge's decomposition (audioldm/evaluation/gm_judge.py; default: the shipped judge,
@@ -22,7 +22,7 @@ import torch
 
 from audioldm.cli import default_model
 from audioldm.config import save_json_atomic
-from audioldm.data import load_clips, split_by_hash
+from audioldm.data import load_clips, train_valid
 from audioldm.evaluation.report import evaluate_model, report_table
 from audioldm.pipeline import AudioLDM
 
@@ -30,7 +30,8 @@ p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
 p.add_argument("--data", required=True, help="the generator's training manifest")
 p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
 p.add_argument("--category", default="instrument")
-p.add_argument("--valid-fraction", type=float, default=0.1, help="as used by train_ldm.py")
+p.add_argument("--valid-fraction", type=float, default=0.1,
+               help="hash split, for a manifest without a split column")
 p.add_argument("--seconds", type=float, default=None, help="clip length (default: the model's default duration)")
 p.add_argument("--per-condition", type=int, default=2)
 p.add_argument("--max-conditions", type=int, default=48)
@@ -54,7 +55,7 @@ if gen_settings and not (args.gm_judge is not None and args.skip_own_judge):
 pipe = AudioLDM.from_pretrained(args.model or default_model())
 args.seconds = args.seconds or pipe.defaults.duration
 fields = [f.name for f in pipe.conditioner.config.fields]
-train, valid = split_by_hash(load_clips(args.data), args.valid_fraction)
+train, valid = train_valid(load_clips(args.data), args.valid_fraction)
 
 
 def request(clip):

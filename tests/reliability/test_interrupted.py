@@ -98,20 +98,19 @@ def _recipe_args(kind, data, run, steps, tmp_path):
     if kind == "vocoder":  # the generic vocoder recipe checkpoints every steps // 8 (at least 10) steps
         return (["vocoder/run.py", "--data", str(data), "--out", str(run), "--preset", "tiny", "--steps", str(steps),
                  "--no-progress", "--report-items", "2", "--report-seconds", "0.5"], run / "vocoder_run", 10)
-    common = ["--data", str(data), "--run-dir", str(run), "--steps", str(steps), "--batch-size", "4",
-              "--ckpt-every", "5", "--log-every", "1", "--workers", "0", "--no-progress"]
     vae = tmp_path / "vae"
     if not vae.exists():
         from audioldm.vae import VAE_PRESETS, MelVAE
         torch.manual_seed(0)
         MelVAE(VAE_PRESETS["tiny"]()).save_pretrained(vae)
-    return (["gm_notes/train_ldm.py", *common, "--vae", str(vae), "--preset", "tiny", "--clip-seconds", "0.32",
-             "--warmup", "0"], run, 5)
+    # the U-Net stage of the one training path, on a given VAE: a checkpoint every max(10, steps // 4) steps
+    return (["audio_folder/run.py", "--data", str(data), "--out", str(run), "--vae", str(vae), "--preset", "tiny",
+             "--steps", str(steps), "--until", "ldm", "--no-progress"], run / "ldm", 10)
 
 
 @pytest.mark.parametrize("kind", ["vocoder", "ldm"])
 def test_recipe_kill_9_then_resume(tiny_notes, tmp_path, kind):
-    """The vocoder and U-Net recipes (the VAE recipe has the same test in tests/test_train_vae_recipe.py)."""
+    """The vocoder and U-Net recipes (the VAE stage has the same test in tests/test_vae_stage_recipe.py)."""
     data, run = tiny_notes[0] / "manifest.jsonl", tmp_path / "run"
     steps = 40 if kind == "vocoder" else 20
     (script, *rest), ckpts, interval = _recipe_args(kind, data, run, steps, tmp_path)
