@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .pretrained import DEFAULT_MODEL, TEACHER, default_model, shipped_model  # noqa: F401 (default_model: CLI API)
 
 DISTRIBUTION = "audioldm-toolkit"  # pyproject's name; AudioLDM's own PyPI package "audioldm" also installs `audioldm`
 from .errors import DistilledRangeError
@@ -38,27 +39,9 @@ def _cmd_info(args) -> int:
     return status
 
 
-def _shipped(name: str):
-    """The model folder audioldm/pretrained/NAME shipped inside the package (a Path), or None if it is not there."""
-    from pathlib import Path
-
-    folder = Path(__file__).parent / "pretrained" / name
-    return folder if (folder / "model_index.json").is_file() else None
-
-
-def default_model() -> str | None:
-    """The default model: $AUDIOLDM_MODEL when set, else the shipped 2-evaluation student
-    (audioldm/pretrained/gm-notes-fast), else its teacher (audioldm/pretrained/gm-notes) if only that one is there."""
-    env = os.environ.get("AUDIOLDM_MODEL")
-    if env:
-        return env
-    folder = _shipped("gm-notes-fast") or _shipped("gm-notes")
-    return str(folder) if folder else None
-
-
 def _teacher_hint() -> None:
     """After a DistilledRangeError from the default model: when that is the shipped student, name its teacher."""
-    student, teacher = _shipped("gm-notes-fast"), _shipped("gm-notes")
+    student, teacher = shipped_model(DEFAULT_MODEL), shipped_model(TEACHER)
     if student and teacher and default_model() == str(student):
         print(f"hint: the default model ({student}) is a distilled 2-evaluation student; for other steps, "
               f"guidance, samplers or a negative prompt use its teacher: --model {teacher}", file=sys.stderr)
@@ -152,7 +135,7 @@ def _cmd_ui(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from .ui import Session, require_gradio
+    from .ui.session import Session, require_gradio
 
     if args.out is not None:
         out = Path(args.out)
@@ -167,7 +150,7 @@ def _cmd_ui(args) -> int:
     try:
         require_gradio()  # before loading: a missing extra fails fast
         pipe, model = _load_pipeline(args)  # a bad model folder fails here, before any server starts
-        from .ui_page import launch
+        from .ui.page import launch
 
         print(f"audioldm ui: {pipe.name} on http://{args.host}:{args.port} (requests are written to {out})",
               file=sys.stderr)

@@ -1,5 +1,6 @@
 """The one mel front-end: ``MelConfig`` (settings, JSON round trip, presets) and ``MelFrontend`` (waveform -> log-mel),
-plus Griffin-Lim inversion (log-mel -> waveform), the zero-training vocoder.
+plus the mel -> linear magnitude fit every spectral vocoder starts from (``mel_to_magnitude``). Phase retrieval
+(Griffin-Lim, PGHI) lives in vocoders/.
 
 Convention (AudioLDM / HiFi-GAN 16 kHz, see shared/DESIGN.md): magnitude STFT (power 1) with a periodic Hann window,
 reflect padding of (n_fft - hop) / 2 on each side and no centering, so T samples give ceil(T / hop) frames (input is
@@ -23,8 +24,8 @@ from torch import nn
 
 from .config import config_from_dict
 
-__all__ = ["MelConfig", "MelFrontend", "stft_frames", "mel_filterbank", "mel_to_magnitude", "phase_from_magnitude",
-           "griffin_lim", "MelConfigMismatch"]
+__all__ = ["MelConfig", "MelFrontend", "stft_frames", "mel_filterbank", "mel_to_magnitude", "as_batch",
+           "MelConfigMismatch"]
 
 
 class MelConfigMismatch(ValueError):
@@ -230,7 +231,7 @@ def _peak_operator(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         return peaks, a.to_sparse_csr(), a.T.contiguous().to_sparse_csr(), torch.linalg.pinv(basis)
 
 
-def _batched(x: torch.Tensor, rows: int, caller: str, what: str) -> tuple[torch.Tensor, bool]:
+def as_batch(x: torch.Tensor, rows: int, caller: str, what: str) -> tuple[torch.Tensor, bool]:
     """[rows, F] or [B, rows, F] -> ([B, rows, F], whether a batch axis was added); anything else is a ValueError."""
     squeeze = x.dim() == 2
     if squeeze:
@@ -252,7 +253,7 @@ def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_it
     partial lands within about 10 cents of where it was; 1.28 s of audio costs ~0.1 s on 2 CPU cores).
     """
     cfg = config or MelConfig()
-    logmel, squeeze = _batched(logmel, cfg.n_mels, "mel_to_magnitude", "log-mel")
+    logmel, squeeze = as_batch(logmel, cfg.n_mels, "mel_to_magnitude", "log-mel")
     b, n_mels, frames = logmel.shape
     mel = torch.exp(logmel.float()).transpose(0, 1).reshape(n_mels, b * frames)  # every frame is one column
     peaks, a, a_t, pinv = _peak_operator(cfg)
@@ -276,41 +277,3 @@ def mel_to_magnitude(logmel: torch.Tensor, config: MelConfig | None = None, n_it
         mag = peaks @ weights
     mag = mag.reshape(-1, b, frames).transpose(0, 1)
     return mag[0] if squeeze else mag
-
-
-def griffin_lim(logmel: torch.Tensor, config: MelConfig | None = None, n_iter: int = 60, momentum: float = 0.99,
-                seed: int | None = 0, magnitude_iter: int = 300) -> torch.Tensor:
-    """Invert log-mel [B, n_mels, F] (or [n_mels, F]) to a waveform [B, F * hop] (or [F * hop]): ``mel_to_magnitude``
-    (``magnitude_iter`` updates; 0 = pseudo-inverse), then ``phase_from_magnitude``."""
-    return phase_from_magnitude(mel_to_magnitude(logmel, config, n_iter=magnitude_iter), config, n_iter=n_iter,
-                                momentum=momentum, seed=seed)
-
-
-def phase_from_magnitude(mag: torch.Tensor, config: MelConfig | None = None, n_iter: int = 60, momentum: float = 0.99,
-                         seed: int | None = 0) -> torch.Tensor:
-    """Linear STFT magnitude [B, n_fft // 2 + 1, F] (or [n_freqs, F]) -> waveform [B, F * hop] (or [F * hop]) by
-    torchaudio's fast Griffin-Lim (Perraudin et al. 2013) from a seeded random phase.
-
-    torchaudio frames are centred (pad n_fft / 2), ours are not (pad (n_fft - hop) / 2): frame k is centred at sample
-    k * hop + hop / 2, so we reconstruct the signal from hop / 2 on and shift it back.
-    """
-    import torchaudio.functional as AF
-
-    cfg = config or MelConfig()
-    mag, squeeze = _batched(mag, cfg.n_freqs, "phase_from_magnitude", "magnitude")
-    frames = mag.shape[-1]
-    shift = (cfg.n_fft // 2) - cfg.pad  # = hop / 2 for the default convention
-    length = frames * cfg.hop_length - shift
-    window = torch.hann_window(cfg.win_length, periodic=True, device=mag.device)
-    # griffinlim draws its random initial phase from the global RNG: seed it per row (so a row's output does not
-    # depend on its batch) without disturbing the caller's RNG.
-    rows = []
-    with torch.random.fork_rng(devices=[mag.device] if mag.device.type == "cuda" else []):
-        for m in mag:
-            if seed is not None:
-                torch.manual_seed(seed)
-            rows.append(AF.griffinlim(m, window, cfg.n_fft, cfg.hop_length, cfg.win_length, power=1.0,
-                                      n_iter=n_iter, momentum=momentum, length=length, rand_init=True))
-    wav = torch.stack(rows)
-    wav = F.pad(wav, (shift, 0))
-    return wav[0] if squeeze else wav

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .conditioner_io import load_conditioner, save_conditioner
+from .conditioning.io import load_conditioner, save_conditioner
 from .config import config_from_dict, config_to_dict
 from .diffusion import NoiseSchedule, ScheduleConfig
 from .errors import PipelineError
 from .mel import MelConfig
-from .settings import DistilledRange, GenerationDefaults
-from .shipped import component_path
+from .pipeline.settings import DistilledRange, GenerationDefaults
+from .pretrained import component_path
 from .unet import UNet
 from .vae import MelVAE
 from .vocoders import load_vocoder
@@ -35,15 +35,26 @@ FORMAT_VERSION = 1  # model_index.json layout; 0 (no field) = folders written be
 COMPONENTS = ("vae", "unet", "conditioner", "vocoder")
 
 
-def resolve_folder(path_or_id) -> Path:
-    """A local model folder, or a hub id fetched (safetensors and JSON only) through huggingface_hub."""
+def resolve_folder(path_or_id=None) -> Path:
+    """A local model folder; None: the default model (audioldm.pretrained.default_model); the name of a model shipped
+    in the package ("gm-notes"); or a hub id ("owner/name") fetched (safetensors and JSON only) through
+    huggingface_hub. A relative path whose first folder exists here ("runs/model") is a missing local folder, not a
+    hub id."""
+    from .pretrained import default_model, shipped_model
+
+    if path_or_id is None:
+        path_or_id = default_model()
+        if path_or_id is None:
+            raise PipelineError("no model given, and this installation ships none (audioldm/pretrained/)")
     p = Path(path_or_id)
     if p.exists():
         if not p.is_dir():
             raise PipelineError(f"{p}: expected a model folder (with {MODEL_INDEX}), got a file")
         return p
     s = str(path_or_id)
-    if s.count("/") != 1 or s.startswith((".", "/")) or os.sep in s.replace("/", ""):
+    if "/" not in s and shipped_model(s) is not None:
+        return shipped_model(s)
+    if s.count("/") != 1 or s.startswith((".", "/")) or os.sep in s.replace("/", "") or Path(s.split("/")[0]).is_dir():
         raise PipelineError(f"{p}: model folder not found")
     try:
         from huggingface_hub import snapshot_download

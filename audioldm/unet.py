@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import ResnetBlock, Upsample2d, group_norm, maybe_checkpoint, timestep_embedding
+from .nn import (
+    ResnetBlock,
+    Upsample2d,
+    group_norm,
+    maybe_checkpoint,
+    timestep_embedding,
+)
 
 __all__ = ["UNetConfig", "UNET_PRESETS", "UNet"]
 

@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mel import MelConfig
-from .nn import Downsample2d, ResnetBlock, SelfAttention2d, Upsample2d, group_norm, maybe_checkpoint
+from .nn import (
+    Downsample2d,
+    ResnetBlock,
+    SelfAttention2d,
+    Upsample2d,
+    group_norm,
+    maybe_checkpoint,
+)
 
 __all__ = ["VAEConfig", "VAE_PRESETS", "DiagonalGaussian", "MelVAE"]
 

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from audioldm.accel import GraphedLoop, compile_unet
+from audioldm.pipeline.accel import GraphedLoop, compile_unet
 from audioldm.conditioning import LabelConditioner, LabelConditionerConfig, LabelField
 from audioldm.convert.diffusers import diffusers_unet
 from audioldm.diffusion import NoiseSchedule, ScheduleConfig

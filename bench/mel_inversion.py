@@ -18,7 +18,8 @@ import torch
 from audioldm.audio import load_audio
 from audioldm.data import load_clips
 from audioldm.evaluation import pitch_error_cents
-from audioldm.mel import MelConfig, MelFrontend, mel_to_magnitude, phase_from_magnitude
+from audioldm.mel import MelConfig, MelFrontend, mel_to_magnitude
+from audioldm.vocoders.griffinlim import phase_from_magnitude
 
 p = argparse.ArgumentParser()
 p.add_argument("--data", default="data/gm_notes_fluid/manifest.jsonl")

@@ -35,7 +35,7 @@ def worker(kind: str, dev: str, *rest: str) -> dict:
     torch.set_num_threads(args.threads)
     cuda = dev == "cuda"
     if kind == "generate":
-        from audioldm.cli import default_model
+        from audioldm.pretrained import default_model
         from audioldm.pipeline import AudioLDM
         seconds, folder = float(rest[0]), rest[1] if len(rest) > 1 else default_model()
         pipe = AudioLDM.from_pretrained(folder).to(dev, torch.bfloat16 if cuda else torch.float32)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from audioldm.cli import default_model
+from audioldm.pretrained import default_model
 from audioldm.data import load_clips
 from audioldm.evaluation import pitch_error_cents, render_pitch_errors
 from audioldm.pipeline import AudioLDM

@@ -51,7 +51,7 @@ with torch.no_grad():
              "fast Griffin-Lim x16": lambda: fast_griffin_lim(mag, pghi_phase(mag, cfg), cfg, 16)}
     split = {k: round(real_time_factor(f, args.seconds, args.repeats) * args.seconds * 1e3, 1) for k, f in parts.items()}
 
-from audioldm.cli import default_model  # noqa: E402
+from audioldm.pretrained import default_model  # noqa: E402
 from audioldm.pipeline import AudioLDM  # noqa: E402
 
 pipe = AudioLDM.from_pretrained(default_model())

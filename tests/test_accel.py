@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audioldm import AudioLDM
-from audioldm.accel import GraphedLoop
+from audioldm.pipeline.accel import GraphedLoop
 
 
 def test_graphed_generation_matches_the_plain_loop(tiny_model):

@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
 from test_convert_diffusers import build_diffusers_folder, tiny_clap_text_config  # noqa: E402
 
-from audioldm.conditioning_clap import (AudioEmbeddingConditioner, ClapError, check_text_tower,  # noqa: E402
+from audioldm.conditioning.clap import (AudioEmbeddingConditioner, ClapError, check_text_tower,  # noqa: E402
                                         clap_audio_embedder)
 
 ROOT = Path(__file__).resolve().parents[1]

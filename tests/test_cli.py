@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_version(capsys):
     r = subprocess.run(["audioldm", "--version"], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.strip() == f"audioldm {audioldm.__version__}"
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0 and out.startswith(f"audioldm {audioldm.__version__} (distribution audioldm-toolkit,"), out
+    assert str(Path(audioldm.__file__).parent) in out  # which installation runs (AudioLDM's own package is "audioldm")
 
 
 def test_info(write_sine, capsys, tmp_path):

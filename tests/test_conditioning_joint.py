@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from audioldm.conditioner_io import load_conditioner, save_conditioner
+from audioldm.conditioning.io import load_conditioner, save_conditioner
 from audioldm.conditioning import (ConditionError, LabelConditioner, LabelConditionerConfig, LabelField,
                                    TextConditioner, TextConditionerConfig)
-from audioldm.conditioning_joint import JointConditioner
+from audioldm.conditioning.joint import JointConditioner
 from audioldm.training.ldm_stage import drop_parts
 from audioldm.weights import WeightsError
 

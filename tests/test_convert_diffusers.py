@@ -182,7 +182,8 @@ def test_round_trip_to_diffusers(folders, tmp_path):
 
 
 def test_what_diffusers_cannot_express_is_refused(tmp_path, capsys):
-    from audioldm.cli import default_model, main
+    from audioldm.cli import main
+    from audioldm.pretrained import default_model
     from audioldm.convert.to_diffusers import save_diffusers_audioldm
 
     shipped = AudioLDM.from_pretrained(default_model())  # label-conditioned, normalised VAE input

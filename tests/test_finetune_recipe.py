@@ -143,7 +143,7 @@ def test_peft_unmerged_forward_equals_the_merge(src):
 
 def test_adapters_that_do_not_fit_are_refused(tmp_path, lora_run):
     from audioldm import AudioLDM
-    from audioldm.cli import default_model
+    from audioldm.pretrained import default_model
 
     out = lora_run[0]
     other = AudioLDM.from_pretrained(default_model())  # the shipped GM-notes model: another U-Net

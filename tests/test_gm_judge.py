@@ -85,7 +85,7 @@ def test_shipped_judge_on_notes_it_never_heard():
 
 def test_decomposition_runs_on_the_shipped_model(judge, tmp_path):
     judge = judge[0]
-    from audioldm.cli import default_model
+    from audioldm.pretrained import default_model
     from audioldm.data import read_manifest
     from audioldm.pipeline import AudioLDM
 

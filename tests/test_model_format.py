@@ -24,7 +24,7 @@ def test_a_format_0_folder_loads_and_generates_as_when_written():
 
 
 def test_new_folders_record_the_version_and_newer_ones_are_refused(tmp_path):
-    from audioldm.cli import default_model
+    from audioldm.pretrained import default_model
 
     pipe = AudioLDM.from_pretrained(default_model())  # the shipped folder (written before the field, too)
     pipe.save_pretrained(tmp_path / "m")
@@ -40,3 +40,18 @@ def test_new_folders_record_the_version_and_newer_ones_are_refused(tmp_path):
     (tmp_path / "v0" / "model_index.json").write_text(json.dumps({**index, "format_version": "1"}))
     with pytest.raises(PipelineError, match="format_version '1'"):
         AudioLDM.from_pretrained(tmp_path / "v0")
+
+
+def test_shipped_models_load_by_name_and_by_default(monkeypatch):
+    """AudioLDM.from_pretrained() is the default model, from_pretrained("gm-notes") a shipped one by name; an unknown
+    name is a clear error, and a relative path under an existing folder is not sent to the hub."""
+    from audioldm import AudioLDM
+    from audioldm.errors import PipelineError
+    from audioldm.pretrained import DEFAULT_MODEL, TEACHER
+
+    monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
+    assert AudioLDM.from_pretrained().name == AudioLDM.from_pretrained(DEFAULT_MODEL).name == "gm-notes-fast"
+    assert AudioLDM.from_pretrained(TEACHER).distilled is None
+    for bad in ("gm-nope", "tests/no_such_model"):
+        with pytest.raises(PipelineError, match="model folder not found"):
+            AudioLDM.from_pretrained(bad)

@@ -101,7 +101,7 @@ def test_save_load_round_trip_and_errors(pipe, tiny_model, tmp_path):
     cfg["pooled_dim"] = 16
     cond = pipe.conditioner.__class__(pipe.conditioner.config.__class__(
         **{k: v for k, v in cfg.items() if k != "kind"}))
-    from audioldm.conditioner_io import save_conditioner
+    from audioldm.conditioning.io import save_conditioner
     save_conditioner(mism / "conditioner", cond, overwrite=True)
     with pytest.raises(PipelineError, match="cond_dim"):
         AudioLDM.from_pretrained(mism)

@@ -3,7 +3,7 @@
 import pytest
 
 from audioldm.conditioning import ConditionError, LabelConditioner, LabelConditionerConfig, LabelField
-from audioldm.prompt_labels import parse_prompt
+from audioldm.conditioning.prompts import parse_prompt
 
 FIELDS = [LabelField("instrument", values=["violin", "piano", "french horn"], aliases={"fiddle": "violin"}),
           LabelField("pitch", "numeric", low=48, high=83, note_names=True),

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from audioldm.conditioning import ConditionError, LabelField, UnknownWordsWarning, prompt_reports
-from audioldm.prompt_labels import STOP_WORDS, parse_prompt
+from audioldm.conditioning.prompts import STOP_WORDS, parse_prompt
 
 FIELDS = [LabelField("instrument", values=["violin", "piano", "french horn"]),
           LabelField("pitch", "numeric", low=48, high=83, note_names=True),
@@ -36,7 +36,7 @@ def test_label_models_keep_filler_words_and_numbers():
 
 def test_shipped_label_model_refuses_an_instrument_it_lacks():
     from audioldm import AudioLDM
-    from audioldm.cli import default_model
+    from audioldm.pretrained import default_model
 
     pipe = AudioLDM.from_pretrained(default_model())
     with pytest.raises(ConditionError, match="unknown word.*'cello'.*clarinet"):
@@ -65,7 +65,7 @@ def test_word_level_text_model_warns_and_says_when_unconditioned(tiny_model):
 
 def test_subword_encoders_are_not_checked(tmp_path):
     tf = pytest.importorskip("transformers")
-    from audioldm.conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
+    from audioldm.conditioning.pretrained import PretrainedTextConditioner, PretrainedTextConfig
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "violin", "##s", "pur", "##ple"]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab))

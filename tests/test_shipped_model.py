@@ -8,7 +8,8 @@ import pytest
 from safetensors import safe_open
 
 import audioldm
-from audioldm.cli import default_model, main
+from audioldm.cli import main
+from audioldm.pretrained import default_model
 from audioldm.conditioning import ConditionError
 from audioldm.evaluation import pitch_error_cents
 from audioldm.pipeline import AudioLDM

@@ -18,7 +18,7 @@ import soundfile as sf
 
 import audioldm
 from audioldm.pipeline import AudioLDM
-from audioldm.ui import Session, describe_reads
+from audioldm.ui.session import Session, describe_reads
 
 MODEL = Path(audioldm.__file__).parent / "pretrained" / "gm-notes"
 

@@ -100,7 +100,7 @@ def test_text_conditioner_and_drop():
 
 def test_pretrained_text_conditioner_offline(tmp_path):
     tf = pytest.importorskip("transformers")
-    from audioldm.conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
+    from audioldm.conditioning.pretrained import PretrainedTextConditioner, PretrainedTextConfig
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "violin", "piano", "loud", "c4"]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab))

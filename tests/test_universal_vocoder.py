@@ -13,7 +13,7 @@ import torch
 from audioldm.errors import PipelineError
 from audioldm.evaluation import logmel_l1, mrstft_distance
 from audioldm.mel import MelConfig, MelFrontend
-from audioldm.shipped import PRETRAINED, UNIVERSAL_VOCODER, component_path
+from audioldm.pretrained import PRETRAINED, UNIVERSAL_VOCODER, component_path
 from audioldm.vocoders import GriffinLimVocoder, SpectralVocoder, universal_vocoder
 from audioldm.vocoders.griffinlim import GriffinLimConfig
 

@@ -202,9 +202,12 @@ def diffusers_components(folder) -> dict:
     "schedule", "conditioner" (the CLAP text encoder + tokenizer), "vocoder" (SpeechT5HifiGan as our HiFiGAN),
     "defaults"}, the keyword arguments of :class:`~audioldm.pipeline.AudioLDM` (which builds the model from them:
     this module does not import the pipeline)."""
-    from ..conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
+    from ..conditioning.pretrained import (
+        PretrainedTextConditioner,
+        PretrainedTextConfig,
+    )
     from ..diffusion import NoiseSchedule
-    from ..settings import GenerationDefaults
+    from ..pipeline.settings import GenerationDefaults
     from ..unet import UNet
     from ..vae import MelVAE
     from ..vocoders.hifigan import HiFiGAN

@@ -25,8 +25,8 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import AudioError, _native, load_audio, save_audio
-from .split import hash_split
 from .manifest import AUDIO_EXTENSIONS, ManifestError, read_manifest, write_manifest
+from .split import hash_split
 
 __all__ = ["PrepareConfig", "PrepareError", "prepare_dataset", "discover", "slice_at_silences", "clip_seconds_rule"]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..mel import MelConfig, griffin_lim
+from ..mel import MelConfig
+from ..vocoders.griffinlim import griffin_lim
 
 __all__ = ["clap_audio_embedder"]
 
@@ -18,9 +19,9 @@ __all__ = ["clap_audio_embedder"]
 def clap_audio_embedder(folder: str | Path, mel_config: MelConfig, batch_size: int = 16):
     """The audio tower of a local transformers ``ClapModel`` folder (with its ``ClapFeatureExtractor``), projected
     and unit-normalised as CLAP compares audio (the same embedder as CLAP audio conditioning:
-    :func:`audioldm.conditioning_clap.clap_audio_embedder`). Nothing is downloaded: ``folder`` must hold the files."""
-    from ..conditioning_clap import ClapError
-    from ..conditioning_clap import clap_audio_embedder as audio_embedder
+    :func:`audioldm.conditioning.clap.clap_audio_embedder`). Nothing is downloaded: ``folder`` must hold the files."""
+    from ..conditioning.clap import ClapError
+    from ..conditioning.clap import clap_audio_embedder as audio_embedder
 
     try:
         audio = audio_embedder(folder, batch_size=batch_size)

@@ -21,7 +21,12 @@ from collections import Counter
 import numpy as np
 import torch
 
-from .classifier import NoteClassifier, NoteClassifierConfig, frechet_distance, train_classifier
+from .classifier import (
+    NoteClassifier,
+    NoteClassifierConfig,
+    frechet_distance,
+    train_classifier,
+)
 
 __all__ = ["Judge", "train_judge", "score_set", "within_category_spread", "nearest_distances", "chance_levels"]
 

@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..pretrained import gm_judge_path
 from .classifier import conv_trunk
 
 __all__ = ["FAMILIES", "PROGRAMS", "JudgeConfig", "JudgeNet", "train_judge", "GMJudge", "load_gm_judge",
-           "default_gm_judge", "family_of", "program_class", "gm_decomposition", "decomposition_table"]
+           "family_of", "program_class", "gm_decomposition", "decomposition_table"]
 
 FAMILIES = ["piano", "chromatic percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass", "reed",
             "pipe", "synth lead", "synth pad", "synth effects", "ethnic", "percussive", "sound effects", "drums"]
@@ -124,10 +125,6 @@ def _program_number(name: str) -> int:
     return DRUMS if name == "drum kit" else int(name.split()[-1])
 
 
-def default_gm_judge() -> Path:
-    return Path(__file__).resolve().parents[1] / "pretrained" / "gm-judge"
-
-
 class GMJudge:
     """A :class:`JudgeNet` with the clip length (frames) it was trained on and its log floor (silence)."""
 
@@ -180,7 +177,7 @@ class GMJudge:
 def load_gm_judge(folder=None) -> GMJudge:
     """The judge in ``folder`` (default: the one shipped in audioldm/pretrained/gm-judge)."""
     from ..weights import WeightsError, load_component
-    folder = Path(folder) if folder else default_gm_judge()
+    folder = Path(folder) if folder else gm_judge_path()
     meta = folder / "judge.json"
     if not meta.is_file():
         raise WeightsError(f"{meta}: missing; a GM judge folder holds judge.json and net/ "

@@ -14,7 +14,12 @@ import torch
 
 from ..data import ClipDataset
 from .classifier import frechet_distance
-from .generalisation import chance_levels, score_set, train_judge, within_category_spread
+from .generalisation import (
+    chance_levels,
+    score_set,
+    train_judge,
+    within_category_spread,
+)
 
 __all__ = ["evaluate_model", "report_table", "clip_mels", "vocode"]
 

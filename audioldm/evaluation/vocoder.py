@@ -18,10 +18,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..mel import MelConfig, MelFrontend, mel_to_magnitude, phase_from_magnitude, stft_frames
+from ..mel import MelConfig, MelFrontend, mel_to_magnitude, stft_frames
+from ..vocoders.griffinlim import phase_from_magnitude
 from ..vocoders.phase import istft_frames, synthesis_window
 from .classifier import frechet_distance
-from .metrics import logmel_l1, mrstft_distance, pitch_error_cents, real_time_factor, steady_tone_modulation
+from .metrics import (
+    logmel_l1,
+    mrstft_distance,
+    pitch_error_cents,
+    real_time_factor,
+    steady_tone_modulation,
+)
 
 __all__ = ["vocoder_decomposition", "decomposition_markdown"]
 

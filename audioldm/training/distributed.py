@@ -14,11 +14,11 @@ U-Net's activation checkpointing is non-reentrant, which DDP supports without it
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from contextlib import ExitStack, contextmanager
 
 __all__ = ["DistInfo", "init_distributed", "all_reduce_mean", "wrap_modules", "no_sync", "StepBatchSampler",
            "PARALLEL_MODES"]

@@ -32,9 +32,21 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import config_to_dict
 from ..seeding import mix_seed, randn_per_sample
-from .checkpoint import find_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint
-from .distributed import PARALLEL_MODES, DistInfo, StepBatchSampler, all_reduce_mean, init_distributed, no_sync, \
-    wrap_modules
+from .checkpoint import (
+    find_checkpoints,
+    load_checkpoint,
+    newest_checkpoint,
+    save_checkpoint,
+)
+from .distributed import (
+    PARALLEL_MODES,
+    DistInfo,
+    StepBatchSampler,
+    all_reduce_mean,
+    init_distributed,
+    no_sync,
+    wrap_modules,
+)
 from .logger import RunLogger
 
 __all__ = ["TrainConfig", "Stage", "StepContext", "Trainer", "TrainingDiverged", "lr_factor"]

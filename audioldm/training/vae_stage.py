@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..mel import griffin_lim
 from ..vae import MelVAE
+from ..vocoders.griffinlim import griffin_lim
 from .losses import PatchDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
 from .trainer import Stage, StepContext, TrainConfig
 

@@ -15,7 +15,10 @@ from torch import nn
 
 from ..evaluation import logmel_l1, mrstft_distance
 from ..mel import MelFrontend, stft_frames
-from ..vocoders.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from ..vocoders.discriminators import (
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+)
 from .losses import feature_matching, lsgan_d_loss, lsgan_g_loss, mrstft_loss
 from .trainer import Stage, StepContext, TrainConfig
 

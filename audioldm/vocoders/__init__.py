@@ -63,5 +63,5 @@ def load_vocoder(folder, device=None, dtype=None):
 
 def universal_vocoder(device=None):
     """The 16 kHz vocoder slot shipped in the package (audioldm/pretrained/vocoder-16k; Griffin-Lim today)."""
-    from ..shipped import UNIVERSAL_VOCODER, shipped_path
+    from ..pretrained import UNIVERSAL_VOCODER, shipped_path
     return load_vocoder(shipped_path(UNIVERSAL_VOCODER), device=device)

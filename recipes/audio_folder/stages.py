@@ -15,17 +15,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from audioldm.conditioner_io import load_conditioner, save_conditioner
+from audioldm.conditioning.io import load_conditioner, save_conditioner
 from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, TextConditioner, TextConditionerConfig,
                                    WordTokenizer, fields_from_labels)
-from audioldm.conditioning_joint import JointConditioner
+from audioldm.conditioning.joint import JointConditioner
 from audioldm.config import config_to_dict, load_config, save_json_atomic
 from audioldm.data import ClipDataset, collate_clips
 from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.mel import MelConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
-from audioldm.shipped import UNIVERSAL_VOCODER
+from audioldm.pretrained import UNIVERSAL_VOCODER
 from audioldm.training import TrainConfig, Trainer
 from audioldm.training.cached_conditions import CachedConditioner
 from audioldm.training.ldm_stage import LDMStage
@@ -180,7 +180,7 @@ def build_conditioner(args, preset: Preset, train) -> tuple[torch.nn.Module, str
     if args.conditioning == "labels":
         return _label_conditioner(args, preset, train, preset.text_dim, joint=False), "labels"
     if args.text_encoder:
-        from audioldm.conditioning_pretrained import PretrainedTextConditioner, PretrainedTextConfig
+        from audioldm.conditioning.pretrained import PretrainedTextConditioner, PretrainedTextConfig
         text = PretrainedTextConditioner(PretrainedTextConfig(source=str(args.text_encoder), tokens=True))
     else:
         texts = [t for c in train for t in (c.captions or [c.caption or ""])]

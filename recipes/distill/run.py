@@ -37,7 +37,7 @@ from audioldm.data import load_clips, train_valid  # noqa: E402
 from audioldm.diffusion import LatentDiffusion  # noqa: E402
 from audioldm.files import portable_model_id  # noqa: E402
 from audioldm.pipeline import AudioLDM  # noqa: E402
-from audioldm.settings import DistilledRange  # noqa: E402
+from audioldm.pipeline.settings import DistilledRange  # noqa: E402
 from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
 from audioldm.training.distill_stage import DistillStage, LatentCritic, PairDataset, collate_pairs, \
     cond_vector, make_student, teacher_pairs  # noqa: E402

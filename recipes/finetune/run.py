@@ -116,7 +116,7 @@ base = load_src()
 kind = base.conditioning
 clap = args.conditioning == "clap-audio"
 if clap:
-    from audioldm.conditioning_clap import AudioEmbeddingConditioner, ClapError, check_text_tower, clap_audio_embedder
+    from audioldm.conditioning.clap import AudioEmbeddingConditioner, ClapError, check_text_tower, clap_audio_embedder
     if not args.clap:
         p.error("--conditioning clap-audio needs --clap FOLDER (a local transformers ClapModel with both towers)")
     text_cfg = getattr(base.conditioner, "config", None)

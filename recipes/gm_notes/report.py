@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from audioldm.cli import default_model
+from audioldm.pretrained import default_model
 from audioldm.config import save_json_atomic
 from audioldm.data import load_clips, train_valid
 from audioldm.evaluation.report import evaluate_model, report_table

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import DistilledRangeError, PipelineError
-from .sampling import SAMPLERS
+from ..errors import DistilledRangeError, PipelineError
+from ..sampling import SAMPLERS
 
 __all__ = ["GenerationDefaults", "GenerationResult", "DistilledRange", "MAX_DURATION", "resolve_settings",
            "seeds_for"]

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .audio import AudioError, load_audio, resample
-from .mel import mel_filterbank
+from .. import __version__
+from ..audio import AudioError, load_audio, resample
+from ..mel import mel_filterbank
+from ..seeding import mix_seed, randn_per_sample
 from .requests import request_reads
-from .seeding import mix_seed, randn_per_sample
 from .settings import GenerationResult
 
 __all__ = ["transform", "inpaint", "super_resolve", "splice_time", "splice_bands", "EditingMethods"]

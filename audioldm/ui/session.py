@@ -7,7 +7,7 @@ inpainting, super-resolution). Each request writes its samples as WAV + spectrog
 zip. Requests run one at a time (one queue for the model); a request that fails shows the model's error message in
 the page and the server keeps serving. Analytics are off and the page loads nothing from outside the server.
 
-This module is the request logic (:class:`Session`) and needs no Gradio; :mod:`audioldm.ui_page` builds the page
+This module is the request logic (:class:`Session`) and needs no Gradio; :mod:`audioldm.ui.page` builds the page
 around it.
 """
 
@@ -20,7 +20,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from .errors import UnknownWordsWarning
+from ..errors import UnknownWordsWarning
 
 __all__ = ["MAX_SAMPLES", "EDIT_MODES", "Session", "label_fields", "describe_reads", "require_gradio"]
 
@@ -135,8 +135,8 @@ class Session:
     def _write(self, res, prompt, labels, num: int) -> dict:
         """Write ``res`` as an export folder ``out_root/request_NNNN`` and its zip. Returns {"folder", "zip",
         "samples": manifest records, "wavs": paths, "pngs": paths}."""
-        from .config import save_json_atomic
-        from .export import make_manifest, write_gallery, write_result
+        from ..config import save_json_atomic
+        from ..export import make_manifest, write_gallery, write_result
 
         self._count += 1
         folder = self.out_root / f"request_{self._count:04d}"

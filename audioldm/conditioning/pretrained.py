@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConditionError
+from ..errors import ConditionError
 
 __all__ = ["PretrainedTextConfig", "PretrainedTextConditioner"]
 
@@ -103,8 +103,8 @@ class PretrainedTextConditioner(nn.Module):
         import json
         from pathlib import Path
 
-        from .config import config_to_dict
-        from .weights import atomic_folder
+        from ..config import config_to_dict
+        from ..weights import atomic_folder
 
         with atomic_folder(folder, overwrite) as tmp:
             self.model.save_pretrained(tmp / "text_model", safe_serialization=True)
@@ -122,8 +122,8 @@ class PretrainedTextConditioner(nn.Module):
 
         import transformers
 
-        from .config import config_from_dict
-        from .weights import WeightsError
+        from ..config import config_from_dict
+        from ..weights import WeightsError
 
         folder = Path(folder)
         d = json.loads((folder / "config.json").read_text(encoding="utf-8"))

@@ -17,22 +17,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
+from ..diffusion import LatentDiffusion, NoiseSchedule
+from ..errors import DistilledRangeError, PipelineError
+from ..mel import MelConfig, MelFrontend
+from ..model_folder import read_model_folder, resolve_folder, write_model_folder
+from ..sampling import SigmaTable, guided, initial_noise, noise_sampler, sample
+from ..unet import UNet
+from ..vae import MelVAE
+from ..weights import WeightsError
 from .accel import DETERMINISTIC, GraphedLoop, compile_unet
-from .diffusion import LatentDiffusion, NoiseSchedule
 from .editing import EditingMethods
-from .errors import DistilledRangeError, PipelineError
-from .mel import MelConfig, MelFrontend
-from .model_folder import FORMAT_VERSION, MODEL_INDEX, read_model_folder, resolve_folder, write_model_folder
-from .requests import build_conditions, conditioning_kind, normalise_requests, reads_prompts, request_reads
-from .sampling import SigmaTable, guided, initial_noise, noise_sampler, sample
-from .settings import DistilledRange, GenerationDefaults, GenerationResult, resolve_settings, seeds_for
-from .unet import UNet
-from .vae import MelVAE
-from .weights import WeightsError
+from .requests import (
+    build_conditions,
+    conditioning_kind,
+    normalise_requests,
+    reads_prompts,
+    request_reads,
+)
+from .settings import (
+    DistilledRange,
+    GenerationDefaults,
+    GenerationResult,
+    resolve_settings,
+    seeds_for,
+)
 
-# re-exported: these lived here before model_folder.py, settings.py and errors.py
-__all__ = ["AudioLDM", "GenerationDefaults", "GenerationResult", "PipelineError", "MODEL_INDEX", "FORMAT_VERSION"]
+__all__ = ["AudioLDM"]
 
 
 def _resolve_device(device) -> torch.device:
@@ -118,7 +129,7 @@ class AudioLDM(EditingMethods):
     def load_lora(self, path, scale: float = 1.0):
         """Merge a LoRA adapter (folder or .safetensors; lora.py) into the U-Net at ``scale``; adapters stack.
         A mismatching or unreadable adapter is refused before anything changes. Returns the Adapter."""
-        from .lora import merge_lora, read_lora
+        from ..lora import merge_lora, read_lora
         adapter = read_lora(path)
         merge_lora(self.unet, adapter, scale)
         self.loras.append((adapter, scale))
@@ -126,7 +137,7 @@ class AudioLDM(EditingMethods):
 
     def unload_loras(self) -> None:
         """Unmerge every adapter load_lora merged, last first: the U-Net is back to its base weights (to ~1e-6)."""
-        from .lora import unmerge_lora
+        from ..lora import unmerge_lora
         while self.loras:
             unmerge_lora(self.unet, *self.loras.pop())
 
@@ -151,11 +162,12 @@ class AudioLDM(EditingMethods):
 
     # ---- folders ---------------------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path_or_id, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
-        """Load a model folder (model_folder.py), a diffusers AudioLDM folder (converted on the fly) or a hub id.
-        ``device`` None = CPU, "auto" = CUDA/MPS when present."""
+    def from_pretrained(cls, path_or_id=None, device=None, dtype: torch.dtype | None = None) -> "AudioLDM":
+        """Load a model folder (model_folder.py), a diffusers AudioLDM folder (converted on the fly), a hub id, the
+        name of a model shipped in the package ("gm-notes"), or with no argument the default model (the shipped
+        2-evaluation student, or $AUDIOLDM_MODEL). ``device`` None = CPU, "auto" = CUDA/MPS when present."""
         folder = resolve_folder(path_or_id)
-        from .convert.diffusers import diffusers_components, is_diffusers_folder
+        from ..convert.diffusers import diffusers_components, is_diffusers_folder
         if is_diffusers_folder(folder):  # AudioLDM's public weights (diffusers format)
             try:
                 pipe = cls(**diffusers_components(folder), name=str(path_or_id))

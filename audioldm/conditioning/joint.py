@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conditioning import ConditionError, LabelConditioner, drop_conditions, prompt_reports
+from . import ConditionError, LabelConditioner, drop_conditions, prompt_reports
 
 __all__ = ["JointConditioner"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ConditionError
+from ..errors import ConditionError
 
 __all__ = ["parse_prompt", "NOTE_OFFSETS", "STOP_WORDS"]
 

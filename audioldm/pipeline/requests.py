@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .conditioning import ConditionError, LabelConditioner, prompt_reports
-from .conditioning_joint import JointConditioner
+from ..conditioning import ConditionError, LabelConditioner, prompt_reports
+from ..conditioning.joint import JointConditioner
 
 __all__ = ["conditioning_kind", "reads_prompts", "normalise_requests", "build_conditions", "request_reads"]
 

@@ -1,4 +1,4 @@
-"""The Gradio page of `audioldm ui` around a :class:`audioldm.ui.Session` (the request logic lives there).
+"""The Gradio page of `audioldm ui` around a :class:`audioldm.ui.session.Session` (the request logic lives there).
 
 Element ids the browser test and the screenshot script rely on: ``prompt``, ``negative-prompt``, ``generate``,
 ``edit``, ``status`` (the request's outcome, or the model's error message), ``reads``, ``sample-K-audio`` and
@@ -7,7 +7,7 @@ Element ids the browser test and the screenshot script rely on: ``prompt``, ``ne
 
 from __future__ import annotations
 
-from .ui import EDIT_MODES, MAX_SAMPLES, Session, describe_reads, require_gradio
+from .session import EDIT_MODES, MAX_SAMPLES, Session, describe_reads, require_gradio
 
 __all__ = ["build_app", "launch"]
 
@@ -49,7 +49,7 @@ def _label_widgets(gr, session: Session) -> list:
 def build_app(session: Session):
     """The gr.Blocks page for ``session`` (not launched)."""
     gr = require_gradio()
-    from .sampling import SAMPLERS
+    from ..sampling import SAMPLERS
 
     pipe, d = session.pipe, session.pipe.defaults
     samplers = list(pipe.distilled.SAMPLERS) if pipe.distilled is not None else list(SAMPLERS)

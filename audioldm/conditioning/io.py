@@ -10,9 +10,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .conditioning import LabelConditioner, LabelConditionerConfig, TextConditioner, TextConditionerConfig
-from .conditioning_joint import JointConditioner
-from .weights import WeightsError, atomic_folder, load_component, save_component
+from ..weights import WeightsError, atomic_folder, load_component, save_component
+from . import (
+    LabelConditioner,
+    LabelConditionerConfig,
+    TextConditioner,
+    TextConditionerConfig,
+)
+from .joint import JointConditioner
 
 __all__ = ["save_conditioner", "load_conditioner"]
 
@@ -54,7 +59,9 @@ def load_conditioner(folder, device=None) -> nn.Module:
     if kind == "text_conditioner":
         return load_component(folder, TextConditioner, TextConditionerConfig, kind, device=device)
     if kind == "pretrained_text":
-        from .conditioning_pretrained import PretrainedTextConditioner  # imports transformers: only when needed
+        from .pretrained import (
+            PretrainedTextConditioner,  # imports transformers: only when needed
+        )
         return PretrainedTextConditioner.from_folder(folder, device=device)
     if kind == "joint":
         labels = load_conditioner(folder / "labels", device=device)

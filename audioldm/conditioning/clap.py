@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import resample
+from ..audio import resample
 
 __all__ = ["ClapError", "clap_audio_embedder", "check_text_tower", "AudioEmbeddingConditioner"]
 
