@@ -8,14 +8,13 @@ Every failure is an :class:`AudioError` whose message names the file and the pro
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from .files import apply_umask_mode
+from .files import atomic_path
 
 __all__ = ["AudioError", "load_audio", "save_audio", "audio_info", "resample", "to_mono",
            "peak_normalize", "pad_or_crop"]
@@ -187,16 +186,6 @@ def save_audio(path: str | os.PathLike, wav, sample_rate: int, overwrite: bool =
     if fmt not in sf.available_formats():
         raise AudioError(f"{path}: unsupported output extension '{path.suffix}'; use one of "
                          f"{', '.join('.' + f.lower() for f in sorted(sf.available_formats()))}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        data = wav.T if wav.ndim == 2 else wav
-        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype)
-        apply_umask_mode(tmp, directory=False)  # mkstemp made it 0600; give it a new file's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        sf.write(tmp, wav.T if wav.ndim == 2 else wav, sample_rate, format=fmt, subtype=subtype)
     return path

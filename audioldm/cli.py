@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .pretrained import DEFAULT_MODEL, TEACHER, default_model, shipped_model  # noqa: F401 (default_model: CLI API)
+from .errors import DistilledRangeError
+from .pretrained import DEFAULT_MODEL, TEACHER, default_model, shipped_model
 
 DISTRIBUTION = "audioldm-toolkit"  # pyproject's name; AudioLDM's own PyPI package "audioldm" also installs `audioldm`
-from .errors import DistilledRangeError
 
 
 def _cmd_info(args) -> int:

@@ -3,13 +3,16 @@ field), and named presets. Library code builds objects from these; only recipes 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import types
 import typing
 from pathlib import Path
 
-__all__ = ["config_from_dict", "config_to_dict", "load_config", "save_json_atomic", "replace_fields"]
+from .files import save_json_atomic  # noqa: F401  (re-exported: the one atomic JSON writer, files.py)
+
+__all__ = ["config_from_dict", "config_to_dict", "load_config", "save_json_atomic", "preset"]
 
 
 def config_to_dict(cfg) -> dict:
@@ -90,9 +93,14 @@ def config_from_dict(cls, d, source: str = "config"):
         raise ValueError(f"{source}: {e}") from None
 
 
-def replace_fields(cfg, **overrides):
-    """dataclasses.replace that ignores None values (handy for optional CLI overrides)."""
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+def preset(cls, **fields):
+    """The one shape of a preset: a factory that builds a fresh ``cls`` from ``fields``, any of them overridden by
+    its keyword arguments (``UNET_PRESETS["demo"](cond_dim=64)``). Nothing shared is handed out, so nothing a caller
+    changes leaks into the next caller's preset."""
+    def make(**overrides):
+        return cls(**{**copy.deepcopy(fields), **overrides})
+    make.__doc__ = f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())}), with overrides"
+    return make
 
 
 def load_config(cls, path: str | Path):
@@ -107,10 +115,3 @@ def load_config(cls, path: str | Path):
     return config_from_dict(cls, d, str(path))
 
 
-def save_json_atomic(path: str | Path, obj) -> Path:
-    """Write JSON to ``path`` via a temp file and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path

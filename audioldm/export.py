@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import html
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .files import write_bytes_atomic
 
 __all__ = ["ExportError", "read_prompt_file", "sanitize_name", "export_samples", "write_result", "make_manifest",
            "write_gallery", "save_spectrogram"]
@@ -109,12 +110,6 @@ def sanitize_name(text: str, taken: set[str], max_len: int = 60) -> str:
     return name
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def save_spectrogram(path, mel: np.ndarray, sample_rate: int, hop: int, title: str = "") -> Path:
     """Write a log-mel [n_mels, frames] as a PNG (matplotlib, Agg backend), atomically."""
     import io
@@ -135,7 +130,7 @@ def save_spectrogram(path, mel: np.ndarray, sample_rate: int, hop: int, title: s
     fig.savefig(buf, format="png")
     plt.close(fig)
     path = Path(path)
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
@@ -180,7 +175,7 @@ def write_gallery(out_dir, manifest: dict) -> Path:
             f"{len(manifest['samples'])} samples</h1><p id=\"status\">loading</p><table>{params}</table>"
             f'<div class="grid">{"".join(cards)}</div><script>{_JS}</script></body></html>\n')
     path = Path(out_dir) / "index.html"
-    _atomic_write_bytes(path, page.encode("utf-8"))
+    write_bytes_atomic(path, page.encode("utf-8"))
     return path
 
 

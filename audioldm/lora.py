@@ -75,7 +75,7 @@ def save_lora(folder, unet: nn.Module, base_id: str, overwrite: bool = False) ->
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from .weights import atomic_folder
+    from .files import atomic_folder
 
     cfg = getattr(unet, "_lora_config", None)
     if cfg is None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import config_from_dict
+from .config import config_from_dict, preset
 
 __all__ = ["MelConfig", "MelFrontend", "stft_frames", "mel_filterbank", "mel_to_magnitude", "as_batch",
            "MelConfigMismatch"]
@@ -98,7 +98,7 @@ class MelConfig:
     def preset(cls, name: str) -> "MelConfig":
         if name not in MEL_PRESETS:
             raise ValueError(f"unknown MelConfig preset {name!r}; known: {sorted(MEL_PRESETS)}")
-        return MEL_PRESETS[name]
+        return MEL_PRESETS[name]()
 
     def check_same(self, other: "MelConfig", what: str = "components") -> None:
         """Raise :class:`MelConfigMismatch` listing the differing fields if ``other`` differs."""
@@ -108,12 +108,15 @@ class MelConfig:
                                     + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in diff.items()))
 
 
-MEL_PRESETS = {
+MEL_PRESETS = {  # name -> factory (config.preset)
     # AudioLDM / HiFi-GAN 16 kHz, 64 bands (the default)
-    "audioldm-16k": MelConfig(),
+    "audioldm-16k": preset(MelConfig),
+    # full band at 44.1 kHz: hop and FFT size as BigVGAN's 44.1 kHz models use them, 128 bands
+    "bigvgan-44k": preset(MelConfig, sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512, n_mels=128,
+                          fmin=0.0, fmax=22050.0),
     # 48 kHz-style wide band variant for other vocoders (not the default)
-    "audioldm-48k": MelConfig(sample_rate=48000, n_fft=2048, win_length=2048, hop_length=480, n_mels=256,
-                              fmin=20.0, fmax=24000.0),
+    "audioldm-48k": preset(MelConfig, sample_rate=48000, n_fft=2048, win_length=2048, hop_length=480, n_mels=256,
+                           fmin=20.0, fmax=24000.0),
 }
 
 

@@ -25,7 +25,8 @@ from .pretrained import component_path
 from .unet import UNet
 from .vae import MelVAE
 from .vocoders import load_vocoder
-from .weights import WeightsError, atomic_folder
+from .files import atomic_folder
+from .weights import WeightsError
 
 __all__ = ["MODEL_INDEX", "FORMAT_VERSION", "COMPONENTS", "resolve_folder", "read_model_folder",
            "write_model_folder"]

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import preset
 from .nn import (
     ResnetBlock,
     Upsample2d,
@@ -76,17 +77,15 @@ class UNetConfig:
         return 2 ** (len(self.block_channels) - 1)
 
 
-UNET_PRESETS = {
-    "tiny": lambda **kw: UNetConfig(**{"in_channels": 4, "out_channels": 4, "block_channels": [32, 64],
-                                       "num_res_blocks": 1, "attention_levels": [1], "head_dim": 16,
-                                       "cond_dim": 32, "norm_groups": 8, **kw}),
+UNET_PRESETS = {  # name -> factory (config.preset)
+    "tiny": preset(UNetConfig, in_channels=4, out_channels=4, block_channels=[32, 64], num_res_blocks=1,
+                   attention_levels=[1], head_dim=16, cond_dim=32, norm_groups=8),
     # CPU-trainable in tens of minutes on 2 cores (~4M parameters)
-    "demo": lambda **kw: UNetConfig(**{"block_channels": [32, 64, 128], "num_res_blocks": 1,
-                                       "attention_levels": [1, 2], "head_dim": 32, "cond_dim": 128,
-                                       "norm_groups": 16, **kw}),
+    "demo": preset(UNetConfig, block_channels=[32, 64, 128], num_res_blocks=1, attention_levels=[1, 2], head_dim=32,
+                   cond_dim=128, norm_groups=16),
     # the shape of AudioLDM-S's U-Net (~185M parameters)
     # AudioLDM-S: 8 heads at every attention level, as its public (diffusers-format) weights compute
-    "audioldm-s": lambda **kw: UNetConfig(**{"num_heads": 8, **kw}),
+    "audioldm-s": preset(UNetConfig, num_heads=8),
 }
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import preset
 from .mel import MelConfig
 from .nn import (
     Downsample2d,
@@ -69,14 +70,14 @@ class VAEConfig:
         return 2 ** (len(self.ch_mult) - 1)
 
 
-VAE_PRESETS = {
-    "tiny": lambda: VAEConfig(ch=8, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=4, norm_groups=4,
-                              input_shift=-8.0, input_scale=3.0),
+VAE_PRESETS = {  # name -> factory (config.preset)
+    "tiny": preset(VAEConfig, ch=8, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=4, norm_groups=4,
+                   input_shift=-8.0, input_scale=3.0),
     # CPU-friendly: ~0.7M parameters, ~0.1 s per 1-s crop for a training step on 2 cores
-    "demo": lambda: VAEConfig(ch=16, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=8, norm_groups=8,
-                              input_shift=-8.0, input_scale=3.0),
+    "demo": preset(VAEConfig, ch=16, ch_mult=[1, 2, 4], num_res_blocks=1, z_channels=8, norm_groups=8,
+                   input_shift=-8.0, input_scale=3.0),
     # the shape of AudioLDM-S's VAE (~55M parameters)
-    "audioldm-s": lambda: VAEConfig(ch=128, ch_mult=[1, 2, 4], num_res_blocks=2, z_channels=8, norm_groups=32),
+    "audioldm-s": preset(VAEConfig, ch=128, ch_mult=[1, 2, 4], num_res_blocks=2, z_channels=8, norm_groups=32),
 }
 
 

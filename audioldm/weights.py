@@ -7,10 +7,6 @@ dataclass config and loads the weights strictly, naming the folder and the offen
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import config_from_dict, config_to_dict
-from .files import apply_umask_mode
+from .files import atomic_folder
 
 __all__ = ["save_component", "load_component", "load_state_dict_checked", "read_safetensors", "WeightsError",
            "PICKLE_SUFFIXES", "atomic_folder"]
@@ -61,32 +57,6 @@ def load_state_dict_checked(module: torch.nn.Module, state: dict[str, torch.Tens
             parts.append(f"shape mismatches {shapes[:10]}{' ...' if len(shapes) > 10 else ''}")
         raise WeightsError(f"{source}: weights do not match the config: " + "; ".join(parts))
     module.load_state_dict(state, strict=True)
-
-
-@contextmanager
-def atomic_folder(folder: str | Path, overwrite: bool = False):
-    """Yield a temporary sibling folder to fill; on success it replaces ``folder`` (renamed into place), on any error
-    it is removed and ``folder`` is left as it was. Refuses an existing ``folder`` unless ``overwrite``."""
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder}: already exists; pass overwrite=True to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        yield tmp
-        # mkdtemp makes 0700 and safetensors writes 0600: give everything a new file's / folder's usual mode
-        for p in [tmp, *tmp.rglob("*")]:
-            apply_umask_mode(p)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def save_component(folder: str | Path, module: torch.nn.Module, config, kind: str, overwrite: bool = False,

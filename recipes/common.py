@@ -19,10 +19,9 @@ RUN_FILE = "run.json"
 
 
 def _mel_for_rate() -> dict:
-    from audioldm.mel import MEL_PRESETS, MelConfig
-    return {16000: MelConfig(), 44100: MelConfig(sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512,
-                                                 n_mels=128, fmin=0.0, fmax=22050.0),
-            48000: MEL_PRESETS["audioldm-48k"]}
+    from audioldm.mel import MEL_PRESETS
+    return {16000: MEL_PRESETS["audioldm-16k"](), 44100: MEL_PRESETS["bigvgan-44k"](),
+            48000: MEL_PRESETS["audioldm-48k"]()}
 
 
 MEL_FOR_RATE = _mel_for_rate()  # --sample-rate -> the mel settings of every recipe (16 kHz: AudioLDM's)
@@ -168,9 +167,8 @@ def open_run(out: str | Path, settings: dict, resume: bool, overwrite: bool, is_
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    from audioldm.files import save_json_atomic
+    save_json_atomic(path, obj)
 
 
 def stage_done(out: Path, name: str) -> dict | None:

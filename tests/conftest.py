@@ -57,7 +57,7 @@ def tiny_notes(tmp_path_factory):
     from audioldm.data.gm_notes import GRID_PRESETS, render_grid
 
     out = tmp_path_factory.mktemp("gm_tiny")
-    summary = render_grid(GRID_PRESETS["tiny"], out)
+    summary = render_grid(GRID_PRESETS["tiny"](), out)
     return out, summary
 
 

@@ -38,7 +38,8 @@ def test_judge_scores_and_figures():
     unknown = score_set(judge, held[:2], ["low", "cowbell"], ref, tr)  # a category the judge never saw
     assert unknown["n"] == 2 and unknown["n_scored"] == 1
     assert chance_levels(["a", "a", "b"], ["a", "b", "c"]) == {"uniform": pytest.approx(1 / 3),
-                                                              "majority": pytest.approx(2 / 3)}
+                                                              "majority": pytest.approx(2 / 3),
+                                                              "balanced_majority": pytest.approx(1 / 2)}
 
 
 def test_distance_helpers():
@@ -70,3 +71,19 @@ def test_clap_audio_embedder_offline(tmp_path):
     assert not np.allclose(e[0], e[3])
     with pytest.raises(FileNotFoundError, match="not a local transformers ClapModel folder"):
         clap_audio_embedder(tmp_path / "nothing", MelConfig())
+
+
+def test_balanced_accuracy_sees_through_a_dominant_category():
+    """With one category 80% of the clips, a judge that always answers it scores 80% accuracy but only 50% balanced
+    accuracy (mean per-category recall), which is what the majority guesser gets: the report shows both."""
+    train = torch.cat([_mels("low", 24, 0), _mels("high", 24, 1)])
+    judge = train_judge(train, ["low"] * 24 + ["high"] * 24, steps=60)
+    held = torch.cat([_mels("low", 16, 2), _mels("high", 4, 3)])
+    ref, tr = judge.embed(held), judge.embed(train)
+    always_low = held[[0] * 20]  # a "generator" that makes the dominant category whatever it is asked
+    cats = ["low"] * 16 + ["high"] * 4
+    r = score_set(judge, always_low, cats, ref, tr)
+    assert r["accuracy"] == pytest.approx(0.8) and r["balanced_accuracy"] == pytest.approx(0.5)
+    assert score_set(judge, held, cats, ref, tr)["balanced_accuracy"] == 1.0
+    ch = chance_levels(cats, ["low", "high"])
+    assert ch["majority"] == pytest.approx(0.8) and ch["balanced_majority"] == pytest.approx(0.5)

@@ -52,9 +52,9 @@ def test_captions_and_note_names():
 
 
 def test_presets_sizes():
-    assert len(GRID_PRESETS["tiny"].notes()) == 32
-    assert len(GRID_PRESETS["demo"].notes()) == 8 * 36 * 3
-    full = GRID_PRESETS["full"].notes()
+    assert len(GRID_PRESETS["tiny"]().notes()) == 32
+    assert len(GRID_PRESETS["demo"]().notes()) == 8 * 36 * 3
+    full = GRID_PRESETS["full"]().notes()
     assert {p for p, _, _ in full} >= set(range(128)) and any(p == 128 for p, _, _ in full)
 
 
@@ -69,10 +69,10 @@ def test_silent_renders_dropped_and_reported(tmp_path):
 
 def test_bad_soundfont(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.sf2"):
-        render_grid(GRID_PRESETS["tiny"], tmp_path, soundfont=tmp_path / "nope.sf2")
+        render_grid(GRID_PRESETS["tiny"](), tmp_path, soundfont=tmp_path / "nope.sf2")
     (tmp_path / "junk.sf2").write_bytes(b"junk" * 100)
     with pytest.raises(ValueError, match="junk.sf2"):
-        render_grid(GRID_PRESETS["tiny"], tmp_path / "o", soundfont=tmp_path / "junk.sf2")
+        render_grid(GRID_PRESETS["tiny"](), tmp_path / "o", soundfont=tmp_path / "junk.sf2")
 
 
 def test_prepare_recipe_cli(tmp_path):

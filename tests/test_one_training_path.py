@@ -39,7 +39,7 @@ def generic_teacher(tmp_path_factory):
     from audioldm.data.gm_notes import GRID_PRESETS, render_grid
 
     tmp = tmp_path_factory.mktemp("teacher")
-    demo = GRID_PRESETS["demo"]  # its instruments and velocities, and the ends of its pitch range
+    demo = GRID_PRESETS["demo"]()  # its instruments and velocities, and the ends of its pitch range
     render_grid(dataclasses.replace(demo, pitches=[48, 83]), tmp / "notes")
     cmd = [sys.executable, str(ROOT / "recipes/audio_folder/run.py"), "--data", str(tmp / "notes/manifest.jsonl"),
            "--out", str(tmp / "run"), "--steps", "1", "--vae-steps", "1", "--until", "package", *_teacher_flags()]

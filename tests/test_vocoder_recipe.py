@@ -104,7 +104,7 @@ def test_model_recipes_vocoder_choice(tmp_path, capsys):
     voc, rec = common.vocoder_for_model("train", MelConfig(), train=[object()] * 5, run_dir=tmp_path / "v")
     assert rec["vocoder"] == "universal" and "5 training clips, fewer than the 32" in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
-    wide = MEL_PRESETS["audioldm-48k"]
+    wide = MEL_PRESETS["audioldm-48k"]()
     voc, rec = common.vocoder_for_model("universal", wide)
     assert isinstance(voc, GriffinLimVocoder) and voc.mel_config == wide and rec["vocoder"] == "griffinlim"
     with pytest.raises(SystemExit, match="--vocoder .* was trained with mel settings"):

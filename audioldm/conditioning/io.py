@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..weights import WeightsError, atomic_folder, load_component, save_component
+from ..files import atomic_folder
+from ..weights import WeightsError, load_component, save_component
 from . import (
     LabelConditioner,
     LabelConditionerConfig,

@@ -104,7 +104,7 @@ class PretrainedTextConditioner(nn.Module):
         from pathlib import Path
 
         from ..config import config_to_dict
-        from ..weights import atomic_folder
+        from ..files import atomic_folder
 
         with atomic_folder(folder, overwrite) as tmp:
             self.model.save_pretrained(tmp / "text_model", safe_serialization=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from ..mel import MelConfig
-from ..weights import WeightsError, atomic_folder
+from ..files import atomic_folder
+from ..weights import WeightsError
 from .diffusers import diffusers_unet, diffusers_vae, speecht5_hifigan
 
 __all__ = ["diffusers_compatibility", "save_diffusers_audioldm"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import preset
+
 __all__ = ["NoteGrid", "GRID_PRESETS", "default_soundfont", "gm_instrument", "note_name", "captions_for",
            "NoteRenderer", "render_grid", "SHORT_NAMES"]
 
@@ -87,13 +89,13 @@ class NoteGrid:
         return out
 
 
-GRID_PRESETS = {
-    "tiny": NoteGrid(programs=[0, 40, 56, 73], pitches=[48, 52, 55, 60, 64, 67, 72, 76], velocities=[100]),
+GRID_PRESETS = {  # name -> factory (config.preset)
+    "tiny": preset(NoteGrid, programs=[0, 40, 56, 73], pitches=[48, 52, 55, 60, 64, 67, 72, 76], velocities=[100]),
     # 2.08 s: onset to the end of the release tail, and 52 latent frames (the demo U-Net needs a multiple of 4)
-    "demo": NoteGrid(programs=[0, 12, 19, 24, 40, 56, 71, 73], pitches=list(range(48, 84)), velocities=[40, 80, 120],
-                     clip_seconds=2.08),
-    "full": NoteGrid(programs=list(range(128)), pitches=None, velocities=[25, 50, 75, 100, 127],
-                     drum_keys=list(range(35, 82))),
+    "demo": preset(NoteGrid, programs=[0, 12, 19, 24, 40, 56, 71, 73], pitches=list(range(48, 84)),
+                   velocities=[40, 80, 120], clip_seconds=2.08),
+    "full": preset(NoteGrid, programs=list(range(128)), pitches=None, velocities=[25, 50, 75, 100, 127],
+                   drum_keys=list(range(35, 82))),
 }
 
 

@@ -5,7 +5,6 @@ on the fly, so one cache serves any scale factor (EDM2's encoders.py does the sa
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from ..files import atomic_path
 from ..weights import WeightsError
 
 __all__ = ["build_latent_cache", "LatentDataset", "collate_latents"]
@@ -47,9 +47,8 @@ def build_latent_cache(vae, dataset, path: str | Path, device="cpu", batch_size:
     if embed is not None:
         tensors["condition"] = torch.cat(conds).contiguous()
         meta["condition"] = str(getattr(embed, "name", "embedding"))
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

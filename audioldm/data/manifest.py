@@ -17,6 +17,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ..files import write_text_atomic
+
 __all__ = ["Clip", "ManifestError", "read_manifest", "scan_folder", "load_clips", "write_manifest", "AUDIO_EXTENSIONS"]
 
 log = logging.getLogger(__name__)
@@ -215,9 +217,4 @@ def load_clips(source: str | Path, skip_bad: bool = False, check_audio: bool = T
 def write_manifest(path: str | Path, rows: list[dict]) -> Path:
     """Write rows as JSONL atomically (temp file + rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

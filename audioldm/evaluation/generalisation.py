@@ -65,9 +65,12 @@ def train_judge(mels: torch.Tensor, categories: list[str], steps: int = 600, see
 
 
 def chance_levels(categories: list[str], classes: list[str]) -> dict:
-    """Uniform guessing (1 / classes) and always answering the most frequent category of ``categories``."""
+    """What guessing scores on ``categories``: uniform guessing (1 / classes, in accuracy and in balanced accuracy)
+    and always answering the most frequent category (its share in accuracy; 1 / categories present in balanced
+    accuracy, where no constant answer does better)."""
     counts = Counter(categories)
-    return {"uniform": 1.0 / len(classes), "majority": max(counts.values()) / len(categories) if categories else 0.0}
+    return {"uniform": 1.0 / len(classes), "majority": max(counts.values()) / len(categories) if categories else 0.0,
+            "balanced_majority": 1.0 / len(counts) if counts else 0.0}
 
 
 def nearest_distances(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -91,7 +94,8 @@ def within_category_spread(emb: np.ndarray, categories: list[str]) -> dict:
 
 def score_set(judge: Judge, mels: torch.Tensor, categories: list[str], ref_emb: np.ndarray,
               train_emb: np.ndarray) -> dict:
-    """Score clips mels [N, n_mels, F] meant to be ``categories``: accuracy (over clips whose category the judge
+    """Score clips mels [N, n_mels, F] meant to be ``categories``: accuracy and balanced accuracy (the mean of the
+    per-category recalls, so a dominant category does not carry it; both over clips whose category the judge
     knows), FD to ``ref_emb`` (held-out real), memorisation (nearest-training-clip distance) and diversity."""
     known = [i for i, c in enumerate(categories) if c in judge.classes]
     pred = judge.predict(mels)
@@ -102,6 +106,7 @@ def score_set(judge: Judge, mels: torch.Tensor, categories: list[str], ref_emb: 
     per_cat = {c: float(np.mean([pred[i] == c for i in known if categories[i] == c]))
                for c in sorted({categories[i] for i in known})}
     return {"n": len(categories), "n_scored": len(known), "accuracy": acc,
+            "balanced_accuracy": float(np.mean(list(per_cat.values()))) if per_cat else float("nan"),
             "frechet_to_heldout_real": frechet_distance(emb, ref_emb) if len(emb) > 1 else float("nan"),
             "nearest_train_distance_median": float(np.median(near)),
             "nearest_train_distance_p10": float(np.percentile(near, 10)),

@@ -166,7 +166,8 @@ class GMJudge:
                 "n": len(programs)}
 
     def save(self, folder, overwrite: bool = False) -> Path:
-        from ..weights import atomic_folder, save_component
+        from ..files import atomic_folder
+        from ..weights import save_component
         with atomic_folder(folder, overwrite=overwrite) as tmp:
             save_component(tmp / "net", self.net, self.net.config, "gm_judge")
             (tmp / "judge.json").write_text(json.dumps({"frames": self.frames, "log_floor": self.log_floor,

@@ -148,15 +148,17 @@ def report_table(rep: dict) -> str:
     """Markdown: one row per set, accuracy / FD / memorisation / diversity columns, chance and ceiling above."""
     ch = rep["chance"]
     lines = [f"judge: {len(rep['judge']['classes'])} categories, trained on {rep['judge']['train_clips']} real "
-             f"training clips; chance {ch['uniform']:.1%} (uniform) / {ch['majority']:.1%} (majority); "
+             f"training clips; chance {ch['uniform']:.1%} (uniform) / {ch['majority']:.1%} (majority; balanced: "
+             f"{ch['uniform']:.1%} / {ch.get('balanced_majority', math.nan):.1%}); "
              f"FD real-vs-real {rep['frechet_real_vs_real']:.2f}; ceiling {rep['ceiling_heldout_real']:.1%} on "
              f"held-out real clips, {rep['ceiling_seen_sources']:.1%} on unseen clips of training sources; adherence "
              f"= {rep['adherence_fraction_of_ceiling']:.0%} / {rep['adherence_fraction_of_seen_sources_ceiling']:.0%} "
              f"of those ceilings",
-             "", "| audio | n | accuracy | FD to held-out real | nearest-train dist. (median / p10) | "
-             "within-category spread (vs real) |", "|---|---|---|---|---|---|"]
+             "", "| audio | n | accuracy | balanced accuracy | FD to held-out real | nearest-train dist. (median / p10) "
+             "| within-category spread (vs real) |", "|---|---|---|---|---|---|---|"]
     for name, r in rep["rows"].items():
-        lines.append(f"| {name} | {r['n']} | {r['accuracy']:.1%} | {r['frechet_to_heldout_real']:.2f} | "
+        lines.append(f"| {name} | {r['n']} | {r['accuracy']:.1%} | {r.get('balanced_accuracy', math.nan):.1%} | "
+                     f"{r['frechet_to_heldout_real']:.2f} | "
                      f"{r['nearest_train_distance_median']:.3f} / {r['nearest_train_distance_p10']:.3f} | "
                      f"{r['within_category_spread']:.3f} ({r['spread_ratio_to_real']:.0%}) |")
     return "\n".join(lines)

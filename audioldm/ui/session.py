@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import UnknownWordsWarning
+from ..files import atomic_path
 
 __all__ = ["MAX_SAMPLES", "EDIT_MODES", "Session", "label_fields", "describe_reads", "require_gradio"]
 
@@ -149,11 +150,9 @@ class Session:
         save_json_atomic(folder / "manifest.json", manifest)
         write_gallery(folder, manifest)
         zpath = folder.with_suffix(".zip")
-        tmp = zpath.with_name(f".{zpath.name}.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        with atomic_path(zpath) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(folder.iterdir()):
                 z.write(f, f"{folder.name}/{f.name}")
-        tmp.replace(zpath)
         return {"folder": folder, "zip": zpath, "samples": samples,
                 "wavs": [folder / s["file"] for s in samples], "pngs": [folder / s["spectrogram"] for s in samples]}
 

@@ -56,7 +56,7 @@ class GriffinLimVocoder(nn.Module):
 
     def save_pretrained(self, folder, overwrite: bool = False):
         """Write ``folder/config.json`` (there are no weights) atomically."""
-        from ..weights import atomic_folder
+        from ..files import atomic_folder
         with atomic_folder(folder, overwrite) as tmp:
             (tmp / "config.json").write_text(json.dumps({"kind": "griffinlim", **config_to_dict(self.config)},
                                                         indent=2))

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import preset
 from ..mel import MelConfig
 
 __all__ = ["HiFiGANConfig", "HIFIGAN_PRESETS", "HiFiGAN"]
@@ -43,15 +44,15 @@ class HiFiGANConfig:
             raise ValueError("HiFiGANConfig.upsample_initial_channel must be divisible by 2^len(upsample_rates)")
 
 
-HIFIGAN_PRESETS = {
+HIFIGAN_PRESETS = {  # name -> factory (config.preset)
     # AudioLDM's 16 kHz / 64-mel vocoder shape (loadable from its public weights)
-    "audioldm-s": lambda: HiFiGANConfig(),
+    "audioldm-s": preset(HiFiGANConfig),
     # HiFi-GAN V1's channel widths and resblocks, with upsampling factored for hop 160
-    "v1": lambda: HiFiGANConfig(upsample_initial_channel=512),
+    "v1": preset(HiFiGANConfig, upsample_initial_channel=512),
     # a small V2-like generator (128 initial channels)
-    "v2": lambda: HiFiGANConfig(upsample_initial_channel=128),
-    "tiny": lambda: HiFiGANConfig(upsample_initial_channel=32, resblock_kernel_sizes=[3],
-                                  resblock_dilation_sizes=[[1, 3]]),
+    "v2": preset(HiFiGANConfig, upsample_initial_channel=128),
+    "tiny": preset(HiFiGANConfig, upsample_initial_channel=32, resblock_kernel_sizes=[3],
+                   resblock_dilation_sizes=[[1, 3]]),
 }
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..config import preset
 from ..mel import MelConfig, mel_filterbank, mel_to_magnitude
 from .phase import fast_griffin_lim, pghi_phase
 from .vocos import ConvNeXtBlock
@@ -52,9 +53,9 @@ class SpectralVocoderConfig:
                 raise ValueError(f"SpectralVocoderConfig.{name}={getattr(self, name)}: must be >= 0")
 
 
-SPECTRAL_PRESETS = {
-    "base": SpectralVocoderConfig,
-    "tiny": lambda: SpectralVocoderConfig(dim=32, intermediate_dim=64, num_layers=1),
+SPECTRAL_PRESETS = {  # name -> factory (config.preset)
+    "base": preset(SpectralVocoderConfig),
+    "tiny": preset(SpectralVocoderConfig, dim=32, intermediate_dim=64, num_layers=1),
 }
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import preset
 from ..mel import MelConfig
 from .phase import istft_frames
 
@@ -57,10 +58,10 @@ class VocosConfig:
             raise ValueError(f"VocosConfig.phase={self.phase!r}: expected 'advance' or 'frame'")
 
 
-VOCOS_PRESETS = {
-    "base": lambda: VocosConfig(),
-    "demo": lambda: VocosConfig(dim=192, intermediate_dim=576, num_layers=6, n_fft=640),
-    "tiny": lambda: VocosConfig(dim=32, intermediate_dim=64, num_layers=2, n_fft=640),
+VOCOS_PRESETS = {  # name -> factory (config.preset)
+    "base": preset(VocosConfig),
+    "demo": preset(VocosConfig, dim=192, intermediate_dim=576, num_layers=6, n_fft=640),
+    "tiny": preset(VocosConfig, dim=32, intermediate_dim=64, num_layers=2, n_fft=640),
 }
 
 

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from audioldm.data import load_clips, train_valid  # noqa: E402
 from audioldm.diffusion import LatentDiffusion  # noqa: E402
-from audioldm.files import portable_model_id  # noqa: E402
+from audioldm.files import atomic_path, portable_model_id  # noqa: E402
 from audioldm.pipeline import AudioLDM  # noqa: E402
 from audioldm.pipeline.settings import DistilledRange  # noqa: E402
 from audioldm.training.cached_conditions import CachedConditioner  # noqa: E402
@@ -186,10 +186,9 @@ def make_pairs(name: str, inputs: list, n: int, seed: int) -> dict:
             uncond = teacher.conditioner.null_condition(len(idx))
         y, x0 = teacher_pairs(teacher.diffusion, cond, uncond, ws[idx].to(info.device),
                               [seed * 1_000_003 + i for i in idx], shape, sig_t, teacher.defaults.sampler)
-        tmp = f.with_name(f".{f.name}.tmp")
-        save_file({"y": y.cpu().contiguous(), "x0": x0.cpu().contiguous(), "w": ws[idx].contiguous(),
-                   "pick": torch.tensor([pick[i] for i in idx])}, str(tmp))
-        tmp.replace(f)
+        with atomic_path(f) as tmp:
+            save_file({"y": y.cpu().contiguous(), "x0": x0.cpu().contiguous(), "w": ws[idx].contiguous(),
+                       "pick": torch.tensor([pick[i] for i in idx])}, str(tmp))
         print(f"[pairs:{name}] {idx[-1] + 1}/{n} ({time.time() - t0:.0f} s)", file=sys.stderr)
     return {"pairs": n, "conditions": len({json.dumps(inputs[i], sort_keys=True) for i in pick}),
             "seconds": round(time.time() - t0, 1)}

@@ -31,7 +31,7 @@ p.add_argument("--velocities", type=int, nargs="+", default=None, help="override
 p.add_argument("--overwrite", action="store_true", help="replace an existing manifest in --out")
 args = p.parse_args()
 
-grid = GRID_PRESETS[args.preset]
+grid = GRID_PRESETS[args.preset]()
 if args.velocities is not None:
     grid = dataclasses.replace(grid, velocities=args.velocities)
 if args.clip_seconds is not None:

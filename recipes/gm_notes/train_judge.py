@@ -110,10 +110,9 @@ def load_cache() -> dict:
 
 def save_cache(cache: dict):
     from safetensors.torch import save_file
-    Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.cache).with_suffix(".tmp")
-    save_file({f"{n}/{k}": v.contiguous() for n, d in cache.items() for k, v in d.items()}, str(tmp))
-    tmp.replace(args.cache)
+    from audioldm.files import atomic_path
+    with atomic_path(args.cache) as tmp:
+        save_file({f"{n}/{k}": v.contiguous() for n, d in cache.items() for k, v in d.items()}, str(tmp))
 
 
 def heldout_soundfont_report(judge) -> dict:

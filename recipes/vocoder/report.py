@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from audioldm.config import save_json_atomic
+from audioldm.files import save_json_atomic, write_text_atomic
 from audioldm.data import ClipDataset
 from audioldm.evaluation.vocoder import decomposition_markdown, vocoder_decomposition
 from audioldm.vocoders import GriffinLimVocoder
@@ -71,9 +71,7 @@ def run(out: Path, vocoder, valid, heldout, mel_cfg, vae, args, vocoders: dict |
     for g in groups:
         md += [f"## {g}", "", decomposition_markdown(rows, g), ""]
     save_json_atomic(out / "report.json", rows)
-    tmp = out / ".report.md.tmp"
-    tmp.write_text("\n".join(md) + "\n", encoding="utf-8")
-    tmp.replace(out / "report.md")
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
     return {"clips": len(chosen), "groups": groups}
 
 
