@@ -2,7 +2,7 @@
 plus the mel -> linear magnitude fit every spectral vocoder starts from (``mel_to_magnitude``). Phase retrieval
 (Griffin-Lim, PGHI) lives in vocoders/.
 
-Convention (AudioLDM / HiFi-GAN 16 kHz, see shared/DESIGN.md): magnitude STFT (power 1) with a periodic Hann window,
+Convention (AudioLDM / HiFi-GAN 16 kHz; docs/generation.md): magnitude STFT (power 1) with a periodic Hann window,
 reflect padding of (n_fft - hop) / 2 on each side and no centering, so T samples give ceil(T / hop) frames (input is
 zero-padded at the end to a multiple of hop first); Slaney-scale, Slaney-normalised mel filterbank (librosa's default);
 log(clamp(mel, min=1e-5)).

@@ -1,6 +1,6 @@
-"""Our model folder on disk (../shared/DESIGN.md): ``model_index.json`` + ``vae/``, ``unet/``, ``conditioner/``,
+"""Our model folder on disk (docs/generation.md): ``model_index.json`` + ``vae/``, ``unet/``, ``conditioner/``,
 ``vocoder/``, each a component folder (config.json + model.safetensors). ``model_index.json`` names the components
-(a ``"shipped:NAME"`` entry names a folder shipped in the package instead, see ``shipped.py``) and holds the
+(a ``"shipped:NAME"`` entry names a folder shipped in the package instead, see ``pretrained/__init__.py``) and holds the
 toolkit version, the format version, the sample rate, the MelConfig, the noise schedule and the default
 generation settings. Reading gives the pipeline's constructor arguments; writing is atomic. A hub id is fetched
 (safetensors and JSON only) through huggingface_hub."""

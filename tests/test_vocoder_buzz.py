@@ -75,10 +75,10 @@ def median_modulation(notes):
     pytest.param("vocos", marks=pytest.mark.xfail(
         reason="chaotic: on issue 33's machine unmodified main (cf73e98) failed it (all three seeds 0.14-0.15), and "
                "it passed again after a float-order-only change to the overlap-add; the Vocos class is not shipped "
-               "and its buzz is open (README, 'Why Vocos buzzed')", strict=False)),
+               "and its buzz is open (docs/vocoder.md, 'Why Vocos buzzed')", strict=False)),
     "hifigan"])
 def test_no_frame_rate_buzz(kind, median_modulation):
-    """Cause 1 of Vocos's buzz, fixed: frames that repeat on a steady input (README, "Why Vocos buzzed")."""
+    """Cause 1 of Vocos's buzz, fixed: frames that repeat on a steady input (docs/vocoder.md, "Why Vocos buzzed")."""
     mod, runs = median_modulation(kind)
     assert mod["frame_rate"] < FRAME_BUZZ, runs
 
@@ -89,7 +89,7 @@ def test_hifigan_no_half_frame_rate_buzz(median_modulation):
 
 
 @pytest.mark.xfail(reason="cause 2 of Vocos's 50 Hz buzz is not fixed: low partials come back as two partials ~50 Hz "
-                          "apart that beat (README, 'Why Vocos buzzed'); this check catches it on some seeds and "
+                          "apart that beat (docs/vocoder.md, 'Why Vocos buzzed'); this check catches it on some seeds and "
                           "machines (median 0.049 at half the frame rate here), so Vocos is not shipped", strict=False)
 def test_vocos_no_half_frame_rate_buzz(median_modulation):
     mod, runs = median_modulation("vocos")

@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import AudioError, _native, load_audio, save_audio
+from ..files import save_json_atomic
 from .manifest import AUDIO_EXTENSIONS, ManifestError, read_manifest, write_manifest
 from .split import hash_split
 
@@ -204,11 +205,9 @@ def _stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(_display(name)).stem).strip("_")[:40] or "clip"
 
 
-def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, progress=None) -> dict:
-    """Prepare ``source`` into ``out`` (see the module docstring); returns the prepare.json report.
-    Raises :class:`PrepareError` when nothing usable is left, before any training."""
-    source, out = Path(source), Path(out)
-    rows, dropped = discover(source)
+def _check_rows(source: Path, rows: list[dict], dropped: list[dict], cfg: PrepareConfig) -> None:
+    """Refuse, before reading any audio, data that cannot train anything: no files, an empty caption column, neither
+    captions nor labels (when required), a --group-by column no row has."""
     if not rows:
         what = "audio files" if source.is_dir() else "rows"
         raise PrepareError(f"{source}: no {what} ({', '.join(AUDIO_EXTENSIONS)}) found"
@@ -222,53 +221,89 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, pro
                            f"(kick/001.wav -> 'kick')")
     if cfg.group_by and not any(cfg.group_by in r["labels"] for r in rows):
         raise PrepareError(f"--group-by {cfg.group_by!r}: no such column in {source}")
+
+
+def _read_row(r: dict, cfg: PrepareConfig, hashes: dict, rates: dict, dropped: list[dict]):
+    """One candidate file read at the target rate: its waveform and the (start, end) samples of its sounds, or None
+    with the reason appended to ``dropped`` (unreadable, too long, silent, a duplicate, nothing long enough)."""
+    name = r["source"]
+    try:
+        info = sf.info(_native(r["file"]))
+        if info.frames / max(info.samplerate, 1) > cfg.max_file_seconds:
+            raise AudioError(f"{info.frames / info.samplerate:.0f} s long, over the {cfg.max_file_seconds:g} s "
+                             f"limit per file (max_file_seconds)")
+        wav = load_audio(r["file"], cfg.sample_rate)  # downmixed, resampled (soxr VHQ); errors name the file
+        rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
+    except (AudioError, RuntimeError, OSError) as e:
+        dropped.append({"path": name, "reason": f"unreadable: {str(e).replace(str(r['file']) + ': ', '')}"})
+        return None
+    if r["start"] or r["duration"]:
+        a = int(r["start"] * cfg.sample_rate)
+        wav = wav[a: a + int(r["duration"] * cfg.sample_rate) if r["duration"] else None]
+    peak = float(np.abs(wav).max()) if len(wav) else 0.0
+    if peak <= 10 ** (cfg.silence_db / 20):
+        dropped.append({"path": name, "reason": f"silent (peak {20 * math.log10(max(peak, 1e-10)):.1f} dBFS, "
+                                                f"threshold {cfg.silence_db:g})"})
+        return None
+    digest = hashlib.sha1(np.round(wav * 32767).astype(np.int16).tobytes()).hexdigest()
+    if digest in hashes:
+        dropped.append({"path": name, "reason": f"duplicate of {hashes[digest]}"})
+        return None
+    hashes[digest] = name
+    pieces, tails = [], 0
+    for a, b, cut in slice_at_silences(wav, cfg.sample_rate, cfg, with_cuts=True):
+        if (b - a) < cfg.min_seconds * cfg.sample_rate:
+            continue
+        if cut and np.abs(wav[a:b]).max() < peak * 10 ** (-cfg.tail_db / 20):
+            tails += 1  # the decay of a sound cut at max_seconds, not a sound of its own
+            continue
+        pieces.append((a, b))
+    if tails:
+        dropped.append({"path": name, "reason": f"{tails} decay tail(s) after a cut at max_seconds dropped "
+                                                f"(more than {cfg.tail_db:g} dB below the file's peak)",
+                        "partial": True})
+    if not pieces:
+        dropped.append({"path": name, "reason": f"no sound longer than {cfg.min_seconds:g} s"})
+        return None
+    return wav, pieces
+
+
+def _report(source: Path, cfg: PrepareConfig, rows: list, clips: list, rates: dict, given: bool,
+            dropped: list) -> dict:
+    durations = [c["duration"] for c in clips]
+    return {"source": _display(str(source)), "config": asdict(cfg), "files_found": len(rows),
+            "source_rates": {str(k): v for k, v in sorted(rates.items())},
+            "resampled_files": sum(v for k, v in rates.items() if k != cfg.sample_rate),
+            "clips": len(clips), "train_clips": sum(c["split"] == "train" for c in clips),
+            "valid_clips": sum(c["split"] == "valid" for c in clips),
+            "split_by": "manifest column 'split'" if given else (cfg.group_by or "source file"),
+            "valid_groups": len({c["group"] for c in clips if c["split"] == "valid"}),
+            "train_groups": len({c["group"] for c in clips if c["split"] == "train"}),
+            "captions": len({c["caption"] for c in clips if c["caption"]}),
+            "hours": round(sum(durations) / 3600, 4),
+            "clip_seconds_rule": f"p{cfg.percentile:g} of {len(durations)} clip durations, capped at "
+                                 f"{cfg.max_seconds:g} s, rounded up to {cfg.latent_multiple_frames} mel frames",
+            "duration_percentile_s": round(float(np.percentile(durations, cfg.percentile)), 4),
+            "clip_seconds": clip_seconds_rule(durations, cfg), "dropped": dropped}
+
+
+def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, progress=None) -> dict:
+    """Prepare ``source`` into ``out`` (see the module docstring); returns the prepare.json report.
+    Raises :class:`PrepareError` when nothing usable is left, before any training."""
+    source, out = Path(source), Path(out)
+    rows, dropped = discover(source)
+    _check_rows(source, rows, dropped, cfg)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     clips, hashes, rates = [], {}, {}
-    it = progress(rows) if progress else rows
-    for r in it:
-        name = r["source"]
-        try:
-            info = sf.info(_native(r["file"]))
-            if info.frames / max(info.samplerate, 1) > cfg.max_file_seconds:
-                raise AudioError(f"{info.frames / info.samplerate:.0f} s long, over the {cfg.max_file_seconds:g} s "
-                                 f"limit per file (max_file_seconds)")
-            wav = load_audio(r["file"], cfg.sample_rate)  # downmixed, resampled (soxr VHQ); errors name the file
-            rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
-        except (AudioError, RuntimeError, OSError) as e:
-            dropped.append({"path": name, "reason": f"unreadable: {str(e).replace(str(r['file']) + ': ', '')}"})
+    for r in (progress(rows) if progress else rows):
+        read = _read_row(r, cfg, hashes, rates, dropped)
+        if read is None:
             continue
-        if r["start"] or r["duration"]:
-            a = int(r["start"] * cfg.sample_rate)
-            wav = wav[a: a + int(r["duration"] * cfg.sample_rate) if r["duration"] else None]
-        peak = float(np.abs(wav).max()) if len(wav) else 0.0
-        if peak <= 10 ** (cfg.silence_db / 20):
-            dropped.append({"path": name, "reason": f"silent (peak {20 * math.log10(max(peak, 1e-10)):.1f} dBFS, "
-                                                    f"threshold {cfg.silence_db:g})"})
-            continue
-        digest = hashlib.sha1(np.round(wav * 32767).astype(np.int16).tobytes()).hexdigest()
-        if digest in hashes:
-            dropped.append({"path": name, "reason": f"duplicate of {hashes[digest]}"})
-            continue
-        hashes[digest] = name
-        pieces, tails = [], 0
-        for a, b, cut in slice_at_silences(wav, cfg.sample_rate, cfg, with_cuts=True):
-            if (b - a) < cfg.min_seconds * cfg.sample_rate:
-                continue
-            if cut and np.abs(wav[a:b]).max() < peak * 10 ** (-cfg.tail_db / 20):
-                tails += 1  # the decay of a sound cut at max_seconds, not a sound of its own
-                continue
-            pieces.append((a, b))
-        if tails:
-            dropped.append({"path": name, "reason": f"{tails} decay tail(s) after a cut at max_seconds dropped "
-                                                    f"(more than {cfg.tail_db:g} dB below the file's peak)",
-                            "partial": True})
-        if not pieces:
-            dropped.append({"path": name, "reason": f"no sound longer than {cfg.min_seconds:g} s"})
-            continue
+        wav, pieces = read
         for k, (a, b) in enumerate(pieces):
-            fname = f"clips/{len(clips):05d}_{_stem(name)}" + (f"_{k}" if len(pieces) > 1 else "") + ".wav"
+            fname = f"clips/{len(clips):05d}_{_stem(r['source'])}" + (f"_{k}" if len(pieces) > 1 else "") + ".wav"
             save_audio(out / fname, wav[a:b], cfg.sample_rate, overwrite=True, subtype="PCM_16")
-            row = {"path": fname, "caption": r["caption"], **r["labels"], "source": name,
+            row = {"path": fname, "caption": r["caption"], **r["labels"], "source": r["source"],
                    "duration": round((b - a) / cfg.sample_rate, 4)}
             if len(pieces) > 1:
                 row["slice"] = k
@@ -286,21 +321,6 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, pro
         for c in clips:
             c["split"] = "valid" if c["group"] in held else "train"
     write_manifest(out / "manifest.jsonl", clips)
-    durations = [c["duration"] for c in clips]
-    report = {"source": _display(str(source)), "config": asdict(cfg), "files_found": len(rows),
-              "source_rates": {str(k): v for k, v in sorted(rates.items())},
-              "resampled_files": sum(v for k, v in rates.items() if k != cfg.sample_rate),
-              "clips": len(clips), "train_clips": sum(c["split"] == "train" for c in clips),
-              "valid_clips": sum(c["split"] == "valid" for c in clips),
-              "split_by": "manifest column 'split'" if given else (cfg.group_by or "source file"),
-              "valid_groups": len({c["group"] for c in clips if c["split"] == "valid"}),
-              "train_groups": len({c["group"] for c in clips if c["split"] == "train"}),
-              "captions": len({c["caption"] for c in clips if c["caption"]}),
-              "hours": round(sum(durations) / 3600, 4),
-              "clip_seconds_rule": f"p{cfg.percentile:g} of {len(durations)} clip durations, capped at "
-                                   f"{cfg.max_seconds:g} s, rounded up to {cfg.latent_multiple_frames} mel frames",
-              "duration_percentile_s": round(float(np.percentile(durations, cfg.percentile)), 4),
-              "clip_seconds": clip_seconds_rule(durations, cfg), "dropped": dropped}
-    from ..config import save_json_atomic
+    report = _report(source, cfg, rows, clips, rates, given, dropped)
     save_json_atomic(out / "prepare.json", report)
     return report

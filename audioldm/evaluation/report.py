@@ -53,6 +53,35 @@ def _through(pipe, mels: torch.Tensor, vae: bool, batch_size: int = 16) -> torch
                       for s in range(0, len(wav), batch_size)])
 
 
+def _seen_sources_ceiling(train_mels: torch.Tensor, train_cats: list, judge_steps: int, seed: int) -> float:
+    """A second, in-domain ceiling: a judge trained on 80% of the training clips, scored on the other 20% (seen
+    sources, unseen clips); held-out real clips from unseen sources can sit far below it."""
+    perm = np.random.default_rng(seed + 2).permutation(len(train_cats))
+    cut = int(0.8 * len(perm))
+    probe = train_judge(train_mels[perm[:cut]], [train_cats[i] for i in perm[:cut]], steps=judge_steps, seed=seed)
+    pred = probe.predict(train_mels[perm[cut:]])
+    known = [(p_, train_cats[i]) for p_, i in zip(pred, perm[cut:]) if train_cats[i] in probe.classes]
+    return float(np.mean([a == b for a, b in known])) if known else math.nan
+
+
+def _heldout_conditions(heldout_clips, category, request, seen: set, max_conditions: int, seed: int):
+    """(conditions, keys): one request per distinct held-out key, its category the majority over its held-out clips;
+    at most ``max_conditions`` keys, as many unseen in training as seen where there are enough of each."""
+    conds: dict = {}
+    for c in heldout_clips:
+        key, req = request(c)
+        conds.setdefault(key, {"request": req, "cats": []})["cats"].append(category(c))
+    keys = sorted(conds)
+    if len(keys) > max_conditions:
+        unseen_k, seen_k = [x for x in keys if x not in seen], [x for x in keys if x in seen]
+        n_unseen = min(len(unseen_k), max(max_conditions - len(seen_k), max_conditions // 2))
+        rng = np.random.default_rng(seed)
+        keys = sorted([unseen_k[i] for i in sorted(rng.choice(len(unseen_k), n_unseen, replace=False))]
+                      + [seen_k[i] for i in sorted(rng.choice(len(seen_k), max_conditions - n_unseen,
+                                                              replace=False))])
+    return conds, keys
+
+
 def evaluate_model(pipe, train_clips, heldout_clips, category, request, seen: set, seconds: float,
                    judge_steps: int = 600, per_condition: int = 4, max_conditions: int = 32, max_train: int = 2000,
                    max_heldout: int | None = None,
@@ -68,14 +97,7 @@ def evaluate_model(pipe, train_clips, heldout_clips, category, request, seen: se
     mel_cfg = pipe.mel_config
     train_mels, train_used = clip_mels(train_clips, mel_cfg, seconds, max_train, seed)
     train_cats = [category(c) for c in train_used]
-    # a second ceiling, in-domain: the judge trained on 80% of the training clips, tested on the other 20% (seen
-    # sources, unseen clips); held-out real clips from unseen sources can sit far below it
-    perm = np.random.default_rng(seed + 2).permutation(len(train_used))
-    cut = int(0.8 * len(perm))
-    probe = train_judge(train_mels[perm[:cut]], [train_cats[i] for i in perm[:cut]], steps=judge_steps, seed=seed)
-    pred = probe.predict(train_mels[perm[cut:]])
-    known = [(p_, train_cats[i]) for p_, i in zip(pred, perm[cut:]) if train_cats[i] in probe.classes]
-    ceiling_seen = float(np.mean([a == b for a, b in known])) if known else math.nan
+    ceiling_seen = _seen_sources_ceiling(train_mels, train_cats, judge_steps, seed)
     judge = train_judge(train_mels, train_cats, steps=judge_steps, seed=seed, embedder=embedder)
     real_mels, heldout_used = clip_mels(heldout_clips, mel_cfg, seconds, max_heldout, seed)
     real_cats = [category(c) for c in heldout_used]
@@ -90,19 +112,7 @@ def evaluate_model(pipe, train_clips, heldout_clips, category, request, seen: se
             "real -> VAE -> vocoder": score_set(judge, _through(pipe, real_mels, True), real_cats, ref_emb,
                                                 train_emb)}
 
-    # held-out conditions: one request per distinct key, its category the majority over its held-out clips
-    conds: dict = {}
-    for c in heldout_clips:
-        key, req = request(c)
-        conds.setdefault(key, {"request": req, "cats": []})["cats"].append(category(c))
-    keys = sorted(conds)
-    if len(keys) > max_conditions:  # as many unseen as seen conditions, where there are enough of each
-        unseen_k, seen_k = [x for x in keys if x not in seen], [x for x in keys if x in seen]
-        n_unseen = min(len(unseen_k), max(max_conditions - len(seen_k), max_conditions // 2))
-        rng = np.random.default_rng(seed)
-        keys = sorted([unseen_k[i] for i in sorted(rng.choice(len(unseen_k), n_unseen, replace=False))]
-                      + [seen_k[i] for i in sorted(rng.choice(len(seen_k), max_conditions - n_unseen,
-                                                              replace=False))])
+    conds, keys = _heldout_conditions(heldout_clips, category, request, seen, max_conditions, seed)
     gen_mels, gen_cats, gen_seen = [], [], []
     t_gen = time.time()
     for key in keys:
@@ -154,8 +164,8 @@ def report_table(rep: dict) -> str:
              f"held-out real clips, {rep['ceiling_seen_sources']:.1%} on unseen clips of training sources; adherence "
              f"= {rep['adherence_fraction_of_ceiling']:.0%} / {rep['adherence_fraction_of_seen_sources_ceiling']:.0%} "
              f"of those ceilings",
-             "", "| audio | n | accuracy | balanced accuracy | FD to held-out real | nearest-train dist. (median / p10) "
-             "| within-category spread (vs real) |", "|---|---|---|---|---|---|---|"]
+             "", "| audio | n | accuracy | balanced accuracy | FD to held-out real | nearest-train dist. "
+             "(median / p10) | within-category spread (vs real) |", "|---|---|---|---|---|---|---|"]
     for name, r in rep["rows"].items():
         lines.append(f"| {name} | {r['n']} | {r['accuracy']:.1%} | {r.get('balanced_accuracy', math.nan):.1%} | "
                      f"{r['frechet_to_heldout_real']:.2f} | "

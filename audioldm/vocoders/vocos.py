@@ -11,7 +11,7 @@ Phase (``VocosConfig.phase``):
   so on a steady note (identical mel frames) it predicts identical frames, and identical overlap-added frames repeat
   every hop: the output is periodic at the frame rate (100 Hz for hop 160), whatever note was asked for. A steady
   sinusoid of frequency f needs its phase to advance by 2 pi f hop / sr per frame, which a shift-invariant network
-  can only fake from ripples in its input; what it learns instead is a buzz at the frame rate (README, "Why Vocos
+  can only fake from ripples in its input; what it learns instead is a buzz at the frame rate (docs/vocoder.md, "Why Vocos
   buzzed": the 50 Hz modulation measured there after GAN training is a different fault, two low partials 50 Hz
   apart).
 - ``"advance"`` (the default): the phase is a predicted offset plus the running sum over frames of a per-frame phase

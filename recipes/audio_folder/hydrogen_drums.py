@@ -45,42 +45,47 @@ def pick(options: list[str], key: str) -> str:
     return options[int(hashlib.sha1(key.encode()).hexdigest(), 16) % len(options)]
 
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--root", default="/usr/share/hydrogen/data/drumkits")
-p.add_argument("--out", required=True)
-args = p.parse_args()
-root, out = Path(args.root), Path(args.out)
-if not root.is_dir():
-    raise SystemExit(f"error: {root} not found; install it with: apt-get install hydrogen-drumkits")
-rows, licences = [], []
-for kit in KITS:
-    xml = root / kit / "drumkit.xml"
-    tree = ET.parse(xml).getroot()
-    ns = tree.tag.split("}")[0] + "}" if tree.tag.startswith("{") else ""
-    licences.append(f"{kit}: {tree.findtext(ns + 'license') or 'see the Debian copyright file'} "
-                    f"(author: {tree.findtext(ns + 'author')})")
-    for ins in tree.iter(ns + "instrument"):
-        cat = category(ins.findtext(ns + "name") or "")
-        files = [ly.findtext(ns + "filename") for ly in ins.iter(ns + "layer")] or [ins.findtext(ns + "filename")]
-        for f in files:
-            if not cat or not f or not (root / kit / f).is_file():
-                continue
-            split = "valid" if kit in HELD_OUT else "train"
-            key = f"{kit}/{f}"
-            phrases = TRAIN_PHRASES if split == "train" else TRAIN_PHRASES + UNSEEN_PHRASES
-            rows.append({"path": str((root / kit / f).resolve()), "caption": pick(phrases, key).format(c=cat),
-                         "category": cat, "kit": kit, "split": split})
-out.mkdir(parents=True, exist_ok=True)
-seen = set()
-rows = [r for r in rows if not (r["path"] in seen or seen.add(r["path"]))]  # kits share a few files
-with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
-    w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-(out / "LICENSE").write_text("Hydrogen drum kits (Debian package hydrogen-drumkits), per kit:\n"
-                             + "\n".join(licences) + "\nFull terms: /usr/share/doc/hydrogen-drumkits/copyright\n")
-cats = {}
-for r in rows:
-    cats[r["category"]] = cats.get(r["category"], 0) + 1
-print(f"{len(rows)} samples ({sum(r['split'] == 'valid' for r in rows)} held out: {', '.join(HELD_OUT)}) -> "
-      f"{out / 'manifest.csv'}; categories: {cats}")
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default="/usr/share/hydrogen/data/drumkits")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    root, out = Path(args.root), Path(args.out)
+    if not root.is_dir():
+        raise SystemExit(f"error: {root} not found; install it with: apt-get install hydrogen-drumkits")
+    rows, licences = [], []
+    for kit in KITS:
+        xml = root / kit / "drumkit.xml"
+        tree = ET.parse(xml).getroot()
+        ns = tree.tag.split("}")[0] + "}" if tree.tag.startswith("{") else ""
+        licences.append(f"{kit}: {tree.findtext(ns + 'license') or 'see the Debian copyright file'} "
+                        f"(author: {tree.findtext(ns + 'author')})")
+        for ins in tree.iter(ns + "instrument"):
+            cat = category(ins.findtext(ns + "name") or "")
+            files = [ly.findtext(ns + "filename") for ly in ins.iter(ns + "layer")] or [ins.findtext(ns + "filename")]
+            for f in files:
+                if not cat or not f or not (root / kit / f).is_file():
+                    continue
+                split = "valid" if kit in HELD_OUT else "train"
+                key = f"{kit}/{f}"
+                phrases = TRAIN_PHRASES if split == "train" else TRAIN_PHRASES + UNSEEN_PHRASES
+                rows.append({"path": str((root / kit / f).resolve()), "caption": pick(phrases, key).format(c=cat),
+                             "category": cat, "kit": kit, "split": split})
+    out.mkdir(parents=True, exist_ok=True)
+    seen = set()
+    rows = [r for r in rows if not (r["path"] in seen or seen.add(r["path"]))]  # kits share a few files
+    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "LICENSE").write_text("Hydrogen drum kits (Debian package hydrogen-drumkits), per kit:\n"
+                                 + "\n".join(licences) + "\nFull terms: /usr/share/doc/hydrogen-drumkits/copyright\n")
+    cats = {}
+    for r in rows:
+        cats[r["category"]] = cats.get(r["category"], 0) + 1
+    print(f"{len(rows)} samples ({sum(r['split'] == 'valid' for r in rows)} held out: {', '.join(HELD_OUT)}) -> "
+          f"{out / 'manifest.csv'}; categories: {cats}")
+
+
+if __name__ == "__main__":
+    main()

@@ -58,7 +58,7 @@ class Preset:
     max_conditions: int = 8
     max_heldout: int = 64  # held-out real clips in the decomposition rows
     gallery_captions: int = 4
-    guidance: float = 3.0  # the packaged model's default classifier-free guidance (README: the trade-off measured)
+    guidance: float = 3.0  # the packaged model's default classifier-free guidance (docs/results.md: the trade-off measured)
 
 
 def tiny() -> Preset:

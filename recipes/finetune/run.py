@@ -73,246 +73,251 @@ def small() -> Preset:
 PRESETS = {"tiny": tiny, "small": small}  # name -> factory
 KEY = {"text": "caption", "labels": "labels", "both": "both", "clap-audio": "condition"}
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
-common.add_common_args(p, PRESETS, conditioning=("text", "labels", "both", "clap-audio"),
-                        default_conditioning=None)
-p.add_argument("--clap", default=None, help="--conditioning clap-audio: a local transformers ClapModel folder")
-p.add_argument("--model", required=True, help="the model to start from: our model folder or a diffusers AudioLDM one")
-p.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (default: full)")
-p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank, i.e. scale 1)")
-p.add_argument("--lora-targets", nargs="+", default=["attention"], choices=sorted(TARGETS))
-p.add_argument("--lr", type=common.positive_float, default=None,
-               help="learning rate (default: the preset's, full or LoRA)")
-p.add_argument("--max-seconds", type=float, default=None, help="longest clip (default: SRC's default duration)")
-p.add_argument("--group-by", default=None)
-p.add_argument("--valid-fraction", type=float, default=0.1)
-p.add_argument("--name", default=None, help="the fine-tuned model's name (default: SRC name + data name)")
-p.add_argument("--licence", default=None)
-common.add_vocoder_arg(p, keep=True)
-p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
-p.add_argument("--judge-steps", type=common.positive_int, default=None,
-               help="evaluation judge training steps (default: preset's)")
-p.add_argument("--device", default="auto")
-p.add_argument("--seed", type=int, default=0)
-p.add_argument("--no-progress", action="store_true")
-args = p.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-if args.lora_rank is not None and args.lora_rank <= 0:
-    p.error(f"--lora-rank must be a positive integer, got {args.lora_rank}")
-src, data = Path(args.model), Path(args.data)
-torch.manual_seed(args.seed)
-info = init_distributed(args.device)
-preset = PRESETS[args.preset]()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[2])
+    common.add_common_args(p, PRESETS, conditioning=("text", "labels", "both", "clap-audio"),
+                            default_conditioning=None)
+    p.add_argument("--clap", default=None, help="--conditioning clap-audio: a local transformers ClapModel folder")
+    p.add_argument("--model", required=True, help="the model to start from: our model folder or a diffusers AudioLDM one")
+    p.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (default: full)")
+    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank, i.e. scale 1)")
+    p.add_argument("--lora-targets", nargs="+", default=["attention"], choices=sorted(TARGETS))
+    p.add_argument("--lr", type=common.positive_float, default=None,
+                   help="learning rate (default: the preset's, full or LoRA)")
+    p.add_argument("--max-seconds", type=float, default=None, help="longest clip (default: SRC's default duration)")
+    p.add_argument("--group-by", default=None)
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--name", default=None, help="the fine-tuned model's name (default: SRC name + data name)")
+    p.add_argument("--licence", default=None)
+    common.add_vocoder_arg(p, keep=True)
+    p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
+    p.add_argument("--judge-steps", type=common.positive_int, default=None,
+                   help="evaluation judge training steps (default: preset's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.lora_rank is not None and args.lora_rank <= 0:
+        p.error(f"--lora-rank must be a positive integer, got {args.lora_rank}")
+    src, data = Path(args.model), Path(args.data)
+    torch.manual_seed(args.seed)
+    info = init_distributed(args.device)
+    preset = PRESETS[args.preset]()
 
 
-def load_src() -> AudioLDM:
-    try:
-        return AudioLDM.from_pretrained(src)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: --model {src}: {e}") from None
+    def load_src() -> AudioLDM:
+        try:
+            return AudioLDM.from_pretrained(src)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --model {src}: {e}") from None
 
 
-base = load_src()
-kind = base.conditioning
-clap = args.conditioning == "clap-audio"
-if clap:
-    from audioldm.conditioning.clap import AudioEmbeddingConditioner, ClapError, check_text_tower, clap_audio_embedder
-    if not args.clap:
-        p.error("--conditioning clap-audio needs --clap FOLDER (a local transformers ClapModel with both towers)")
-    text_cfg = getattr(base.conditioner, "config", None)
-    if kind != "text" or getattr(text_cfg, "kind", None) != "clap" or text_cfg.tokens:
-        raise SystemExit(f"error: --conditioning clap-audio needs a model conditioned on the pooled CLAP text "
-                         f"embedding (as AudioLDM is); {src} is conditioned on {kind}"
-                         f"{' through ' + type(base.conditioner).__name__ if kind == 'text' else ''}")
-    try:
-        check_text_tower(args.clap, base.conditioner.model)
-    except ClapError as e:
-        raise SystemExit(f"error: {e}") from None
-elif args.clap:
-    p.error("--clap is only used with --conditioning clap-audio")
-elif args.conditioning and args.conditioning != kind:
-    raise SystemExit(f"error: --conditioning {args.conditioning}, but {src} is conditioned on {kind}; fine-tuning "
-                     f"keeps the source model's conditioner")
-key = KEY["clap-audio" if clap else kind]
+    base = load_src()
+    kind = base.conditioning
+    clap = args.conditioning == "clap-audio"
+    if clap:
+        from audioldm.conditioning.clap import AudioEmbeddingConditioner, ClapError, check_text_tower, clap_audio_embedder
+        if not args.clap:
+            p.error("--conditioning clap-audio needs --clap FOLDER (a local transformers ClapModel with both towers)")
+        text_cfg = getattr(base.conditioner, "config", None)
+        if kind != "text" or getattr(text_cfg, "kind", None) != "clap" or text_cfg.tokens:
+            raise SystemExit(f"error: --conditioning clap-audio needs a model conditioned on the pooled CLAP text "
+                             f"embedding (as AudioLDM is); {src} is conditioned on {kind}"
+                             f"{' through ' + type(base.conditioner).__name__ if kind == 'text' else ''}")
+        try:
+            check_text_tower(args.clap, base.conditioner.model)
+        except ClapError as e:
+            raise SystemExit(f"error: {e}") from None
+    elif args.clap:
+        p.error("--clap is only used with --conditioning clap-audio")
+    elif args.conditioning and args.conditioning != kind:
+        raise SystemExit(f"error: --conditioning {args.conditioning}, but {src} is conditioned on {kind}; fine-tuning "
+                         f"keeps the source model's conditioner")
+    key = KEY["clap-audio" if clap else kind]
 
 
-def done(name, make, everyone=True):
-    return common.run_stage(out, name, make, info, everyone)
+    def done(name, make, everyone=True):
+        return common.run_stage(out, name, make, info, everyone)
 
 
-base_id = portable_model_id(src)
-settings = {"model": base_id, "data": str(data.resolve()), "data_fingerprint": common.data_fingerprint(data, args.out),
-            "preset": args.preset, "lora_rank": args.lora_rank, "lora_targets": sorted(args.lora_targets),
-            "max_seconds": args.max_seconds, "group_by": args.group_by,
-            "conditioning": "clap-audio" if clap else kind, "clap": portable_model_id(args.clap) if clap else None}
-out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
-common.barrier(info)
-
-# 1. prepare, at SRC's rate
-mel = base.mel_config
-if args.vocoder != "keep":
-    common.check_vocoder_arg(args.vocoder, mel)
-multiple = base.vae.config.downsample * base.unet.config.downsample
-pcfg = PrepareConfig(sample_rate=mel.sample_rate, max_seconds=args.max_seconds or base.defaults.duration,
-                     group_by=args.group_by, valid_fraction=args.valid_fraction, latent_multiple_frames=multiple,
-                     hop_length=mel.hop_length, caption_required=kind != "labels" and not clap)
-
-
-def prepare():
-    try:
-        rep = prepare_dataset(data, out / "data", pcfg, progress=None)
-    except PrepareError as e:
-        raise SystemExit(f"error: {e}") from None
-    if rep.get("resampled_files"):
-        print(f"[prepare] {rep['resampled_files']} file(s) resampled to {src.name}'s {mel.sample_rate} Hz",
-              file=sys.stderr)
-    return {k: v for k, v in rep.items() if k != "dropped"} | {"dropped": len(rep["dropped"])}
-
-
-prep = done("prepare", prepare, everyone=False)
-clips = read_manifest(out / "data" / "manifest.jsonl")
-train = [c for c in clips if c.labels.get("split") == "train"]
-valid = [c for c in clips if c.labels.get("split") == "valid"]
-if kind != "labels" and not clap and not any(c.caption for c in train):
-    raise SystemExit(f"error: {data}: {src.name} is text-conditioned, but no training clip has a caption; give "
-                     f"captions (a manifest column, NAME.txt or folder names) or use --conditioning clap-audio")
-
-
-def condition_inputs(clips_) -> list:
-    """Every input the U-Net stage can ask the conditioner for, to cache once."""
-    fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
-    caps = sorted({t for c in clips_ for t in (c.captions or [c.caption]) if t})
-    labs = [{k: v for k, v in c.labels.items() if k in fields} for c in clips_] if fields else []
-    if kind == "text":
-        return caps
-    if kind == "labels":
-        return labs
-    return ([{"prompt": c.caption or None, "labels": lab or None} for c, lab in zip(clips_, labs)]
-            + [{"prompt": t, "labels": None} for t in caps] + [{"prompt": None, "labels": lab} for lab in labs if lab])
-
-
-# 2. fine-tune
-def finetune() -> dict:
-    run = out / "finetune"
-    t0 = time.time()
-    embed = None
-    for split, cl in (("train", train), ("valid", valid)):
-        cache = run / f"latents_{split}.safetensors"
-        if cl and not cache.exists() and info.is_main:
-            if clap and embed is None:  # CLAP's audio tower, only to cache each clip's condition with its latents
-                embed = clap_audio_embedder(args.clap, device=info.device)
-            build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=info.device,
-                               embed=embed)
+    base_id = portable_model_id(src)
+    settings = {"model": base_id, "data": str(data.resolve()), "data_fingerprint": common.data_fingerprint(data, args.out),
+                "preset": args.preset, "lora_rank": args.lora_rank, "lora_targets": sorted(args.lora_targets),
+                "max_seconds": args.max_seconds, "group_by": args.group_by,
+                "conditioning": "clap-audio" if clap else kind, "clap": portable_model_id(args.clap) if clap else None}
+    out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
     common.barrier(info)
-    if clap:  # the null condition: CLAP's text embedding of "" (SRC's own text tower, once)
-        cond = AudioEmbeddingConditioner(base.conditioner.null_condition(1)["pooled"].cpu())
-    else:
-        cond = CachedConditioner(base.conditioner, condition_inputs(train), device=info.device)
-    cache_s = time.time() - t0
-    unet = base.unet.train()
-    n_params = sum(q.numel() for q in unet.parameters())
-    if args.lora_rank:
-        add_lora(unet, args.lora_rank, args.lora_alpha, args.lora_targets)
-    trainable = sum(q.numel() for q in unet.parameters() if q.requires_grad)
-    latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)
-    valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
-    stage = LDMStage(LatentDiffusion(unet, base.schedule), cond, latents.scale_factor, key, 0.1,
-                     valid=valid_lat)
-    lr = common.pick(args.lr, preset.lora_lr if args.lora_rank else preset.lr)
-    trainer = common.fit_unet(stage, unet, latents, collate_latents, run, common.pick(args.steps, preset.steps),
-                              preset.batch, lr, preset.eval_every, args)
-    rec = {}
-    if trainer.info.is_main:
-        final = trainer.ema.get("unet", unet).float()  # (bf16 weights: saved as float32)
-        if args.lora_rank:
-            save_lora(out / "lora", final, base_id, overwrite=True)
+
+    # 1. prepare, at SRC's rate
+    mel = base.mel_config
+    if args.vocoder != "keep":
+        common.check_vocoder_arg(args.vocoder, mel)
+    multiple = base.vae.config.downsample * base.unet.config.downsample
+    pcfg = PrepareConfig(sample_rate=mel.sample_rate, max_seconds=args.max_seconds or base.defaults.duration,
+                         group_by=args.group_by, valid_fraction=args.valid_fraction, latent_multiple_frames=multiple,
+                         hop_length=mel.hop_length, caption_required=kind != "labels" and not clap)
+
+
+    def prepare():
+        try:
+            rep = prepare_dataset(data, out / "data", pcfg, progress=None)
+        except PrepareError as e:
+            raise SystemExit(f"error: {e}") from None
+        if rep.get("resampled_files"):
+            print(f"[prepare] {rep['resampled_files']} file(s) resampled to {src.name}'s {mel.sample_rate} Hz",
+                  file=sys.stderr)
+        return {k: v for k, v in rep.items() if k != "dropped"} | {"dropped": len(rep["dropped"])}
+
+
+    prep = done("prepare", prepare, everyone=False)
+    clips = read_manifest(out / "data" / "manifest.jsonl")
+    train = [c for c in clips if c.labels.get("split") == "train"]
+    valid = [c for c in clips if c.labels.get("split") == "valid"]
+    if kind != "labels" and not clap and not any(c.caption for c in train):
+        raise SystemExit(f"error: {data}: {src.name} is text-conditioned, but no training clip has a caption; give "
+                         f"captions (a manifest column, NAME.txt or folder names) or use --conditioning clap-audio")
+
+
+    def condition_inputs(clips_) -> list:
+        """Every input the U-Net stage can ask the conditioner for, to cache once."""
+        fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
+        caps = sorted({t for c in clips_ for t in (c.captions or [c.caption]) if t})
+        labs = [{k: v for k, v in c.labels.items() if k in fields} for c in clips_] if fields else []
+        if kind == "text":
+            return caps
+        if kind == "labels":
+            return labs
+        return ([{"prompt": c.caption or None, "labels": lab or None} for c, lab in zip(clips_, labs)]
+                + [{"prompt": t, "labels": None} for t in caps] + [{"prompt": None, "labels": lab} for lab in labs if lab])
+
+
+    # 2. fine-tune
+    def finetune() -> dict:
+        run = out / "finetune"
+        t0 = time.time()
+        embed = None
+        for split, cl in (("train", train), ("valid", valid)):
+            cache = run / f"latents_{split}.safetensors"
+            if cl and not cache.exists() and info.is_main:
+                if clap and embed is None:  # CLAP's audio tower, only to cache each clip's condition with its latents
+                    embed = clap_audio_embedder(args.clap, device=info.device)
+                build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=info.device,
+                                   embed=embed)
+        common.barrier(info)
+        if clap:  # the null condition: CLAP's text embedding of "" (SRC's own text tower, once)
+            cond = AudioEmbeddingConditioner(base.conditioner.null_condition(1)["pooled"].cpu())
         else:
-            final.save_pretrained(run / "unet", overwrite=True)
-        rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "lr": lr,
-               "mode": f"lora r={args.lora_rank} {args.lora_targets}" if args.lora_rank else "full",
-               "trainable_params": trainable, "unet_params": n_params,
-               "cached_conditions": len(latents) if clap else len(cond),
-               "conditions": f"clap-audio ({latents.condition_name})" if clap else kind,
-               "condition_cache_seconds": round(cache_s, 2)}
-    return rec
+            cond = CachedConditioner(base.conditioner, condition_inputs(train), device=info.device)
+        cache_s = time.time() - t0
+        unet = base.unet.train()
+        n_params = sum(q.numel() for q in unet.parameters())
+        if args.lora_rank:
+            add_lora(unet, args.lora_rank, args.lora_alpha, args.lora_targets)
+        trainable = sum(q.numel() for q in unet.parameters() if q.requires_grad)
+        latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)
+        valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
+        stage = LDMStage(LatentDiffusion(unet, base.schedule), cond, latents.scale_factor, key, 0.1,
+                         valid=valid_lat)
+        lr = common.pick(args.lr, preset.lora_lr if args.lora_rank else preset.lr)
+        trainer = common.fit_unet(stage, unet, latents, collate_latents, run, common.pick(args.steps, preset.steps),
+                                  preset.batch, lr, preset.eval_every, args)
+        rec = {}
+        if trainer.info.is_main:
+            final = trainer.ema.get("unet", unet).float()  # (bf16 weights: saved as float32)
+            if args.lora_rank:
+                save_lora(out / "lora", final, base_id, overwrite=True)
+            else:
+                final.save_pretrained(run / "unet", overwrite=True)
+            rec = {"steps": trainer.step, "minutes": round((time.time() - t0) / 60, 2), "lr": lr,
+                   "mode": f"lora r={args.lora_rank} {args.lora_targets}" if args.lora_rank else "full",
+                   "trainable_params": trainable, "unet_params": n_params,
+                   "cached_conditions": len(latents) if clap else len(cond),
+                   "conditions": f"clap-audio ({latents.condition_name})" if clap else kind,
+                   "condition_cache_seconds": round(cache_s, 2)}
+        return rec
 
 
-ft = done("finetune", finetune)
-# the vocoder: --vocoder train trains the spectral vocoder on the training clips (on every rank, like the U-Net)
-vocoder_rec = {"vocoder": "keep"} if args.vocoder == "keep" else done(
-    "vocoder", lambda: common.vocoder_for_model(args.vocoder, mel, train, valid, out / "vocoder", args.seed,
-                                                args.device, not args.no_progress)[1])
-vocoder_spec = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "trained spectral" \
-    else "universal" if args.vocoder == "train" else args.vocoder
-if info.enabled:
-    torch.distributed.destroy_process_group()
-if not info.is_main:
-    sys.exit(0)
+    ft = done("finetune", finetune)
+    # the vocoder: --vocoder train trains the spectral vocoder on the training clips (on every rank, like the U-Net)
+    vocoder_rec = {"vocoder": "keep"} if args.vocoder == "keep" else done(
+        "vocoder", lambda: common.vocoder_for_model(args.vocoder, mel, train, valid, out / "vocoder", args.seed,
+                                                    args.device, not args.no_progress)[1])
+    vocoder_spec = str(out / "vocoder" / "vocoder") if vocoder_rec.get("vocoder") == "trained spectral" \
+        else "universal" if args.vocoder == "train" else args.vocoder
+    if info.enabled:
+        torch.distributed.destroy_process_group()
+    if not info.is_main:
+        sys.exit(0)
 
 
-# 3. package: the adapter alone (OUT/lora) and a standalone model with it merged (OUT/model)
-def package() -> dict:
-    from audioldm.unet import UNet
+    # 3. package: the adapter alone (OUT/lora) and a standalone model with it merged (OUT/model)
+    def package() -> dict:
+        from audioldm.unet import UNet
 
-    pipe = load_src()  # a fresh copy of SRC's weights
-    if args.lora_rank:
-        pipe.load_lora(out / "lora")
-        pipe.loras.clear()  # merged for good: OUT/model stands alone
-    else:
-        pipe.unet = UNet.from_pretrained(out / "finetune" / "unet")
-        pipe.diffusion = LatentDiffusion(pipe.unet, pipe.schedule)
-    if vocoder_spec != "keep":
-        pipe.vocoder = common.vocoder_for_model(vocoder_spec, mel)[0].eval()
-    pipe.name = args.name or f"{src.name}-{data.name if data.is_dir() else data.parent.name}"
-    pipe.info = {**pipe.info, "base_model": base_id, "finetune": ft.get("mode"),
-                 "data": {"name": data.name if data.is_dir() else data.parent.name, "clips": prep["clips"],
-                          "hours": prep["hours"], "licence": args.licence, "sample_rate": mel.sample_rate}}
-    pipe.save_pretrained(out / "model", overwrite=True)
-    size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())  # noqa: E731
-    return {"model": str(out / "model"), "model_MB": round(size(out / "model") / 2 ** 20, 2),
-            **({"lora": str(out / "lora"), "lora_MB": round(size(out / "lora") / 2 ** 20, 3)} if args.lora_rank
-               else {})}
-
-
-pk = done("package", package)
+        pipe = load_src()  # a fresh copy of SRC's weights
+        if args.lora_rank:
+            pipe.load_lora(out / "lora")
+            pipe.loras.clear()  # merged for good: OUT/model stands alone
+        else:
+            pipe.unet = UNet.from_pretrained(out / "finetune" / "unet")
+            pipe.diffusion = LatentDiffusion(pipe.unet, pipe.schedule)
+        if vocoder_spec != "keep":
+            pipe.vocoder = common.vocoder_for_model(vocoder_spec, mel)[0].eval()
+        pipe.name = args.name or f"{src.name}-{data.name if data.is_dir() else data.parent.name}"
+        pipe.info = {**pipe.info, "base_model": base_id, "finetune": ft.get("mode"),
+                     "data": {"name": data.name if data.is_dir() else data.parent.name, "clips": prep["clips"],
+                              "hours": prep["hours"], "licence": args.licence, "sample_rate": mel.sample_rate}}
+        pipe.save_pretrained(out / "model", overwrite=True)
+        size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())  # noqa: E731
+        return {"model": str(out / "model"), "model_MB": round(size(out / "model") / 2 ** 20, 2),
+                **({"lora": str(out / "lora"), "lora_MB": round(size(out / "lora") / 2 ** 20, 3)} if args.lora_rank
+                   else {})}
 
 
-# 4. the same evaluation for SRC and for the fine-tuned model
-def evaluate() -> dict:
-    from audioldm.config import save_json_atomic
-    from audioldm.evaluation.report import evaluate_model, report_table
+    pk = done("package", package)
 
-    fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
-    request = common.clip_request(kind, fields)
-    heldout = valid if kind == "labels" else [c for c in valid if c.caption]
-    seen = {request(c)[0] for c in train}
-    if clap:  # training read no text, so every prompt is unseen; uncaptioned clips are prompted by their category
-        seen = set()
-        if not heldout and args.category:
-            heldout = [dataclasses.replace(c, caption=str(c.labels[args.category])) for c in valid
-                       if args.category in c.labels]
+
+    # 4. the same evaluation for SRC and for the fine-tuned model
+    def evaluate() -> dict:
+        from audioldm.config import save_json_atomic
+        from audioldm.evaluation.report import evaluate_model, report_table
+
+        fields = [f.name for f in base.conditioner.config.fields] if kind != "text" else []
+        request = common.clip_request(kind, fields)
+        heldout = valid if kind == "labels" else [c for c in valid if c.caption]
+        seen = {request(c)[0] for c in train}
+        if clap:  # training read no text, so every prompt is unseen; uncaptioned clips are prompted by their category
+            seen = set()
+            if not heldout and args.category:
+                heldout = [dataclasses.replace(c, caption=str(c.labels[args.category])) for c in valid
+                           if args.category in c.labels]
+            if not heldout:
+                print("[evaluate] skipped: no held-out clip has a caption to prompt with; give held-out captions or "
+                      "--category COLUMN (its values become the prompts)", file=sys.stderr)
+                return {"skipped": "no held-out captions or --category"}
         if not heldout:
-            print("[evaluate] skipped: no held-out clip has a caption to prompt with; give held-out captions or "
-                  "--category COLUMN (its values become the prompts)", file=sys.stderr)
-            return {"skipped": "no held-out captions or --category"}
-    if not heldout:
-        raise SystemExit("error: no held-out clip to evaluate on; add data or raise --valid-fraction")
-    category = (lambda c: str(c.labels.get(args.category))) if args.category else (lambda c: c.caption or "")
-    reps, lines = {}, []
-    for name, folder in (("source", src), ("fine-tuned", out / "model")):
-        reps[name] = evaluate_model(AudioLDM.from_pretrained(folder), train, heldout, category, request,
-                                    seen, prep["clip_seconds"],
-                                    judge_steps=common.pick(args.judge_steps, preset.judge_steps),
-                                    per_condition=preset.per_condition, max_conditions=preset.max_conditions,
-                                    max_heldout=preset.max_heldout, seed=args.seed)
-        lines += [f"## {name}: {folder.name}", "", report_table(reps[name]), ""]
-    save_json_atomic(out / "report.json", reps)
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines), file=sys.stderr)
-    gen = "generated (all held-out conditions)"
-    return {n: {"accuracy": r["rows"][gen]["accuracy"], "frechet": r["rows"][gen]["frechet_to_heldout_real"],
-                "spread_ratio": r["rows"][gen]["spread_ratio_to_real"]} for n, r in reps.items()}
+            raise SystemExit("error: no held-out clip to evaluate on; add data or raise --valid-fraction")
+        category = (lambda c: str(c.labels.get(args.category))) if args.category else (lambda c: c.caption or "")
+        reps, lines = {}, []
+        for name, folder in (("source", src), ("fine-tuned", out / "model")):
+            reps[name] = evaluate_model(AudioLDM.from_pretrained(folder), train, heldout, category, request,
+                                        seen, prep["clip_seconds"],
+                                        judge_steps=common.pick(args.judge_steps, preset.judge_steps),
+                                        per_condition=preset.per_condition, max_conditions=preset.max_conditions,
+                                        max_heldout=preset.max_heldout, seed=args.seed)
+            lines += [f"## {name}: {folder.name}", "", report_table(reps[name]), ""]
+        save_json_atomic(out / "report.json", reps)
+        (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+        print("\n".join(lines), file=sys.stderr)
+        gen = "generated (all held-out conditions)"
+        return {n: {"accuracy": r["rows"][gen]["accuracy"], "frechet": r["rows"][gen]["frechet_to_heldout_real"],
+                    "spread_ratio": r["rows"][gen]["spread_ratio_to_real"]} for n, r in reps.items()}
 
 
-ev = done("evaluate", evaluate)
-print(json.dumps({"finetune": ft, "package": pk, "evaluate": ev}, indent=2))
+    ev = done("evaluate", evaluate)
+    print(json.dumps({"finetune": ft, "package": pk, "evaluate": ev}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
