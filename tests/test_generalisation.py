@@ -49,9 +49,9 @@ def test_distance_helpers():
     assert within_category_spread(a, ["x", "y"]) == {}
 
 
-def test_clap_audio_embedder_offline(tmp_path):
+def test_clap_judge_embedder_offline(tmp_path):
     tf = pytest.importorskip("transformers")
-    from audioldm.evaluation.embedders import clap_audio_embedder
+    from audioldm.evaluation.embedders import clap_judge_embedder
     from audioldm.mel import MelConfig
 
     audio = tf.ClapAudioConfig(window_size=4, num_mel_bins=64, spec_size=128, patch_size=4, patch_stride=(4, 4),
@@ -64,13 +64,13 @@ def test_clap_audio_embedder_offline(tmp_path):
         .save_pretrained(tmp_path / "clap")
     tf.ClapFeatureExtractor(feature_size=64, sampling_rate=48000, max_length_s=1, fft_window_size=1024,
                             hop_length=480, truncation="rand_trunc").save_pretrained(tmp_path / "clap")
-    embed = clap_audio_embedder(tmp_path / "clap", MelConfig())
+    embed = clap_judge_embedder(tmp_path / "clap", MelConfig())
     mels = torch.cat([_mels("low", 2, 0), _mels("high", 2, 1)]).repeat(1, 4, 1)  # [4, 64, 20]
     e = embed(mels)
     assert e.shape == (4, 16) and np.allclose(np.linalg.norm(e, axis=1), 1.0)
     assert not np.allclose(e[0], e[3])
     with pytest.raises(FileNotFoundError, match="not a local transformers ClapModel folder"):
-        clap_audio_embedder(tmp_path / "nothing", MelConfig())
+        clap_judge_embedder(tmp_path / "nothing", MelConfig())
 
 
 def test_balanced_accuracy_sees_through_a_dominant_category():

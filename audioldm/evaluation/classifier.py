@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["NoteClassifierConfig", "NoteClassifier", "train_classifier", "frechet_distance"]
+__all__ = ["NoteClassifierConfig", "NoteClassifier", "fit_classifier", "time_shift", "train_classifier", "frechet_distance"]
 
 
 @dataclass
@@ -49,28 +49,50 @@ class NoteClassifier(nn.Module):
         return self.head(self.embedding(mel))
 
 
-def train_classifier(model: NoteClassifier, mels: torch.Tensor, targets: torch.Tensor, steps: int = 400,
-                     batch_size: int = 32, lr: float = 2e-3, seed: int = 0) -> list[float]:
-    """Plain AdamW training on mels [N, n_mels, F] with integer targets [N]; random time shifts (roll) as
-    augmentation. Returns the loss per step; leaves the model in eval mode."""
+def fit_classifier(net: nn.Module, mels: torch.Tensor, targets, steps: int, batch_size: int, lr: float,
+                   augment=None, schedule: str = "cosine", seed: int = 0, log=None) -> list[float]:
+    """The one judge training loop (the generalisation judge and the GM judge): AdamW (weight decay 1e-4) on
+    mels [N, n_mels, F] against integer targets [N], or a tuple of them for a net with one head per target (the
+    loss is the sum of the cross-entropies). ``augment(x, g) -> x`` alters each batch with the generator ``g``.
+    ``schedule``: "cosine" decay or "onecycle". ``log(step, mean loss)`` every 250 steps. Returns the loss per
+    step; leaves the net in eval mode."""
+    targets = targets if isinstance(targets, tuple) else (targets,)
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    model.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1) \
+        if schedule == "onecycle" else None
+    net.train()
     losses = []
     for step in range(steps):
         idx = torch.randint(0, len(mels), (batch_size,), generator=g)
-        x = mels[idx]
-        shift = int(torch.randint(0, max(1, x.shape[-1] // 8), (1,), generator=g))
-        x = torch.roll(x, shift, dims=-1)
-        loss = nn.functional.cross_entropy(model(x), targets[idx])
+        x = augment(mels[idx], g) if augment is not None else mels[idx]
+        out = net(x)
+        out = out if isinstance(out, tuple) else (out,)
+        loss = sum(nn.functional.cross_entropy(o, t[idx]) for o, t in zip(out, targets))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        for group in opt.param_groups:  # cosine decay
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
+        if sched is not None:
+            sched.step()
+        else:
+            for group in opt.param_groups:  # cosine decay
+                group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
         losses.append(float(loss.detach()))
-    model.eval()
+        if log is not None and ((step + 1) % 250 == 0 or step + 1 == steps):
+            log(step + 1, float(np.mean(losses[-250:])))
+    net.eval()
     return losses
+
+
+def time_shift(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Augmentation: roll the batch [B, n_mels, F] in time by up to an eighth of its frames."""
+    return torch.roll(x, int(torch.randint(0, max(1, x.shape[-1] // 8), (1,), generator=g)), dims=-1)
+
+
+def train_classifier(model: NoteClassifier, mels: torch.Tensor, targets: torch.Tensor, steps: int = 400,
+                     batch_size: int = 32, lr: float = 2e-3, seed: int = 0) -> list[float]:
+    """:func:`fit_classifier` with random time shifts and cosine decay. Returns the loss per step."""
+    return fit_classifier(model, mels, targets, steps, batch_size, lr, augment=time_shift, seed=seed)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,10 +13,10 @@ import torch
 from ..mel import MelConfig
 from ..vocoders.griffinlim import griffin_lim
 
-__all__ = ["clap_audio_embedder"]
+__all__ = ["clap_judge_embedder"]
 
 
-def clap_audio_embedder(folder: str | Path, mel_config: MelConfig, batch_size: int = 16):
+def clap_judge_embedder(folder: str | Path, mel_config: MelConfig, batch_size: int = 16):
     """The audio tower of a local transformers ``ClapModel`` folder (with its ``ClapFeatureExtractor``), projected
     and unit-normalised as CLAP compares audio (the same embedder as CLAP audio conditioning:
     :func:`audioldm.conditioning.clap.clap_audio_embedder`). Nothing is downloaded: ``folder`` must hold the files."""

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..pretrained import gm_judge_path
-from .classifier import conv_trunk
+from .classifier import conv_trunk, fit_classifier
 
 __all__ = ["FAMILIES", "PROGRAMS", "JudgeConfig", "JudgeNet", "train_judge", "GMJudge", "load_gm_judge",
            "family_of", "program_class", "gm_decomposition", "decomposition_table"]
@@ -99,25 +99,11 @@ def train_judge(net: JudgeNet, mels: torch.Tensor, families: torch.Tensor, progr
     the sum of the two cross-entropies). Each example's level is shifted by a uniform +-``gain`` nats (clamped at
     the log floor), so the judge does not read loudness. ``log(step, loss)`` is called every 250 steps. Returns the
     loss per step; leaves the net in eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
-    net.train()
-    losses = []
-    for step in range(steps):
-        idx = torch.randint(0, len(mels), (batch_size,), generator=g)
-        x = mels[idx].float() + (torch.rand(batch_size, 1, 1, generator=g) * 2 - 1) * gain
-        fam, prog = net(x.clamp(min=log_floor))
-        loss = F.cross_entropy(fam, families[idx]) + F.cross_entropy(prog, programs[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if log is not None and ((step + 1) % 250 == 0 or step + 1 == steps):
-            log(step + 1, float(np.mean(losses[-250:])))
-    net.eval()
-    return losses
+    def level_shift(x, g):
+        return (x.float() + (torch.rand(len(x), 1, 1, generator=g) * 2 - 1) * gain).clamp(min=log_floor)
+
+    return fit_classifier(net, mels, (families, programs), steps, batch_size, lr, augment=level_shift,
+                          schedule="onecycle", seed=seed, log=log)
 
 
 def _program_number(name: str) -> int:

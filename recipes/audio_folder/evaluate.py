@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the shared helper
 
 from audioldm.config import save_json_atomic
-from audioldm.evaluation.embedders import clap_audio_embedder
+from audioldm.evaluation.embedders import clap_judge_embedder
 from audioldm.evaluation.report import evaluate_model, report_table
 from audioldm.export import export_samples
 from audioldm.files import portable_model_id
@@ -39,7 +39,7 @@ def run(args, preset, out: Path, train, valid) -> dict:
         raise SystemExit("error: no held-out clip to evaluate on; add data or raise --valid-fraction")
     embedder = None
     if getattr(args, "embedder", None):
-        embedder = clap_audio_embedder(args.embedder, pipe.mel_config)
+        embedder = clap_judge_embedder(args.embedder, pipe.mel_config)
     rep = evaluate_model(pipe, train, heldout, _category(args), request, seen, args.clip_seconds,
                          judge_steps=preset.judge_steps, per_condition=preset.per_condition,
                          max_conditions=preset.max_conditions, max_heldout=preset.max_heldout, seed=args.seed,
