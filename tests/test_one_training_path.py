@@ -78,3 +78,46 @@ def test_component_configs_match_the_shipped_teacher(generic_teacher):
         if part == "vae":  # the latent scale is measured on the trained weights
             ours.pop("scale_factor"), shipped.pop("scale_factor")
         assert ours == shipped, part
+
+
+def test_base_preset_is_audioldm_s_sized_and_trains_on_the_cpu():
+    """The `base` preset (for GPUs) builds AudioLDM-S's VAE and U-Net shapes and takes optimizer steps on the CPU
+    (a few steps here, no run folder: its checkpoints would be gigabytes)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "recipes" / "audio_folder"))
+    import stages
+
+    from audioldm.diffusion import LatentDiffusion, NoiseSchedule
+    from audioldm.mel import MelConfig
+    from audioldm.unet import UNET_PRESETS, UNet
+    from audioldm.vae import MelVAE
+
+    pre = stages.PRESETS["base"]()
+    assert (pre.vae, pre.unet, pre.batch, pre.lr) == ("audioldm-s", "audioldm-s", 2, 1e-4)
+    torch.manual_seed(0)
+    vae = MelVAE(stages.vae_config(pre, MelConfig()))
+    unet = UNet(UNET_PRESETS[pre.unet](in_channels=8, out_channels=8, cond_dim=pre.text_dim))
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert 50e6 < n(vae) < 60e6 and 150e6 < n(unet) < 200e6
+    mel = torch.randn(pre.vae_batch, 64, 32) - 6
+    opt = torch.optim.AdamW(vae.parameters(), lr=pre.vae_lr)
+    for _ in range(2):
+        rec, post = vae(mel)
+        loss = (rec - mel).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss)
+    diffusion = LatentDiffusion(unet, NoiseSchedule(stages.SCHEDULES["scaled_linear"]))
+    opt = torch.optim.AdamW(unet.parameters(), lr=pre.lr)
+    z = torch.randn(pre.batch, 8, 8, 16)
+    first = None
+    for _ in range(3):  # the same batch: the loss must fall
+        torch.manual_seed(1)
+        loss = diffusion.loss(z, {"pooled": torch.ones(pre.batch, pre.text_dim)})
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < first
