@@ -70,7 +70,8 @@ def _load_pipeline(args):
     if model is None:
         raise ValueError("no --model given and no model is shipped with this install (set --model or $AUDIOLDM_MODEL)")
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    pipe = AudioLDM.from_pretrained(model, device=args.device, dtype=dtype)
+    # no --model: the default, which hands what its student cannot do to its teacher (AudioLDM.answering)
+    pipe = AudioLDM.from_pretrained(args.model, device=args.device, dtype=dtype)
     for spec in args.lora or []:  # PATH or PATH:SCALE, merged in order
         path, _, scale = spec.rpartition(":") if ":" in spec else (spec, "", "1")
         try:

@@ -93,24 +93,59 @@ def test_default_is_a_whole_note(pipe, notes):
     assert np.median(drops) >= 40 and min(drops) >= 35, np.round(drops, 1)
 
 
-def test_cli_uses_the_shipped_student_and_points_to_its_teacher(tmp_path, monkeypatch, capsys):
-    """No --model: the student, at its 2 steps. What only the teacher can do (--steps 25, a negative prompt) exits 2
-    with the student's range and a hint naming the teacher's folder, which then takes the same request."""
+def test_the_default_answers_any_valid_request(tmp_path, monkeypatch, capsys):
+    """No --model: the student for what it was distilled for (2 steps, no note); its teacher for the rest (--steps 25,
+    a negative prompt, another sampler), with one line on stderr naming who answered. A model the user named
+    (--model FAST) keeps the strict refusal."""
     monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
     out = tmp_path / "v.wav"
     args = ["generate", "--labels", "instrument=flute", "pitch=67", "velocity=80", "--quiet"]
     assert main(args + ["-o", str(out)]) == 0
-    assert out.stat().st_size > 10000
-    capsys.readouterr()
-    for extra, why in ((["--steps", "25"], "distilled for steps in [1, 2]"),
-                       (["--negative-prompt", "a trumpet"], "no unconditional branch")):
-        assert main(args + ["-o", str(tmp_path / "x.wav")] + extra) == 2
+    assert out.stat().st_size > 10000 and "answered by" not in capsys.readouterr().err
+    for k, (extra, why) in enumerate(((["--steps", "10"], "distilled for steps in [1, 2]"),
+                                      (["--negative-prompt", "a trumpet"], "no unconditional branch"),
+                                      (["--sampler", "heun"], "sampler='heun'"))):
+        assert main(args + ["-o", str(tmp_path / f"x{k}.wav")] + extra) == 0
         err = capsys.readouterr().err
-        assert why in err and f"hint: the default model ({FAST})" in err and f"--model {MODEL}" in err, err
-        assert not (tmp_path / "x.wav").exists()
-    assert main(args + ["-o", str(tmp_path / "t.wav"), "--steps", "8", "--model", str(MODEL)]) == 0
+        assert why in err and "answered by its teacher gm-notes-demo" in err, err
+        assert err.count("answered by") == 1 and (tmp_path / f"x{k}.wav").stat().st_size > 10000
     assert main(args + ["-o", str(tmp_path / "u.wav"), "--steps", "25", "--model", str(FAST)]) == 2
-    assert "hint:" not in capsys.readouterr().err  # a model the user named is theirs to change
+    err = capsys.readouterr().err
+    assert "distilled for steps" in err and "answered by" not in err  # a model the user named is theirs
+    assert not (tmp_path / "u.wav").exists()
+
+
+def test_export_on_the_default_writes_every_row(tmp_path, monkeypatch, capsys):
+    """`audioldm export --steps 10` and `--negative-prompt` on the default model: every row written, and the
+    manifest records the model that answered."""
+    import json
+
+    monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a violin playing C5\npiano C4, soft\n")
+    for k, extra in enumerate((["--steps", "10"], ["--negative-prompt", "a trumpet"])):
+        out = tmp_path / f"out{k}"
+        assert main(["export", "--prompts", str(prompts), "--out", str(out), "--quiet", *extra]) == 0
+        man = json.loads((out / "manifest.json").read_text())
+        assert not man["failures"] and len(man["samples"]) == 2
+        assert {s["answered_by"] for s in man["samples"]} == {"gm-notes-demo"}
+        assert "answered by its teacher" in capsys.readouterr().err
+
+
+def test_the_default_in_python_routes_to_the_teacher(monkeypatch):
+    """AudioLDM.from_pretrained() (the default) answers steps=8 with its teacher; the same folder named explicitly
+    refuses; a request inside the student's range stays with the student."""
+    from audioldm.errors import DistilledRangeError
+
+    monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
+    pipe = AudioLDM.from_pretrained()
+    assert pipe.generate(labels={"instrument": "flute", "pitch": 67}, seed=0, progress=False).params["model"] \
+        == "gm-notes-fast"
+    res = pipe.generate(labels={"instrument": "flute", "pitch": 67}, steps=8, seed=0, progress=False)
+    assert res.params["model"] == "gm-notes-demo" and res.params["answered_by"] == "gm-notes-demo"
+    assert res.params["steps"] == 8
+    with pytest.raises(DistilledRangeError):
+        AudioLDM.from_pretrained(FAST).generate(labels={"instrument": "flute", "pitch": 67}, steps=8, progress=False)
 
 
 def test_fast_model_is_a_two_evaluation_student_of_the_teacher():

@@ -65,7 +65,8 @@ def _setup(pipe, audio, prompt, labels, sample_rate, steps, guidance, sampler, s
 
 
 def _result(pipe, wav_out, mel, z, prompts, labels, seeds, params):
-    params = {**params, "seeds": seeds, "model": pipe.name, "audioldm_version": __version__}
+    params = {**params, "seeds": seeds, "model": pipe.name, "answered_by": pipe.name,
+              "audioldm_version": __version__}
     reads = request_reads(pipe.conditioner, prompts, labels)  # what the model read, as generate() records it
     return GenerationResult(wav_out.cpu().numpy().astype(np.float32), pipe.sample_rate, mel.cpu(), z.cpu(),
                             prompts, labels, seeds, params, reads)
@@ -165,17 +166,22 @@ def super_resolve(pipe, audio, cutoff_hz: float = 4000.0, prompt=None, labels=No
                    {**s, "mode": "super_resolve", "cutoff_hz": cutoff_hz, "kept_latent_columns": int(m.sum())})
 
 
+def _route(kw: dict) -> tuple:
+    """The settings of an editing call that decide which model answers (AudioLDM.answering)."""
+    return tuple(kw.get(k) for k in ("steps", "guidance", "sampler", "negative_prompt", "negative_labels"))
+
+
 class EditingMethods:
     """``transform``, ``inpaint`` and ``super_resolve`` as methods of the pipeline class that inherits this."""
 
     def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:
         """SDEdit: noise the input's latents to ``strength`` of the schedule and denoise under the new condition."""
-        return transform(self, audio, prompt=prompt, labels=labels, strength=strength, **kw)
+        return transform(self.answering(*_route(kw)), audio, prompt=prompt, labels=labels, strength=strength, **kw)
 
     def inpaint(self, audio, start: float, end: float, prompt=None, labels=None, **kw) -> GenerationResult:
         """Regenerate seconds [start, end) of ``audio`` in context; everything outside is kept sample-exact."""
-        return inpaint(self, audio, start, end, prompt=prompt, labels=labels, **kw)
+        return inpaint(self.answering(*_route(kw)), audio, start, end, prompt=prompt, labels=labels, **kw)
 
     def super_resolve(self, audio, cutoff_hz: float = 4000.0, prompt=None, labels=None, **kw) -> GenerationResult:
         """Keep the input below ``cutoff_hz`` and generate the bands above it."""
-        return super_resolve(self, audio, cutoff_hz, prompt=prompt, labels=labels, **kw)
+        return super_resolve(self.answering(*_route(kw)), audio, cutoff_hz, prompt=prompt, labels=labels, **kw)

@@ -73,6 +73,8 @@ class AudioLDM(EditingMethods):
         self.dtype = torch.float32
         self.loras: list = []  # (Adapter, scale) merged into the U-Net by load_lora, in order
         self.graphs = False  # accelerate(): replay sampling loops as CUDA graphs
+        self.teacher_folder = None  # the default model only: where its teacher is, to answer what it cannot
+        self._teacher = None
         self._graph_cache: dict = {}
         self._check()
 
@@ -168,6 +170,7 @@ class AudioLDM(EditingMethods):
         2-evaluation student, or $AUDIOLDM_MODEL). ``device`` None = CPU, "auto" = CUDA/MPS when present."""
         folder = resolve_folder(path_or_id)
         from ..convert.diffusers import diffusers_components, is_diffusers_folder
+        from ..pretrained import DEFAULT_MODEL, TEACHER, shipped_model
         if is_diffusers_folder(folder):  # AudioLDM's public weights (diffusers format)
             try:
                 pipe = cls(**diffusers_components(folder), name=str(path_or_id))
@@ -175,6 +178,9 @@ class AudioLDM(EditingMethods):
                 raise PipelineError(str(e)) from None
         else:
             pipe = cls(**read_model_folder(folder))
+        student = shipped_model(DEFAULT_MODEL)
+        if path_or_id is None and student is not None and Path(folder).resolve() == student.resolve():
+            pipe.teacher_folder = shipped_model(TEACHER)  # the default answers any valid request (answering())
         return pipe.to(device if device is not None else "cpu", dtype)
 
     def save_pretrained(self, path, overwrite: bool = False, dtype: torch.dtype | None = None,
@@ -183,6 +189,27 @@ class AudioLDM(EditingMethods):
         weights at that precision (they load back as float32). The folder stands alone unless ``vocoder_ref``
         ("shipped:NAME") names a vocoder shipped in the package to use instead of a copy (the shipped models)."""
         return write_model_folder(path, self, overwrite, dtype, vocoder_ref)
+
+    def answering(self, steps=None, guidance=None, sampler=None, negative_prompt=None,
+                  negative_labels=None) -> "AudioLDM":
+        """The model that answers a request with these settings. A distilled student refuses what it was not
+        distilled for (DistilledRangeError) unless it was loaded as the default model (``from_pretrained()``, the
+        CLI without --model) and has no adapters merged: then its teacher (loaded once) answers, and one line on
+        stderr says why."""
+        if self.distilled is None or self.teacher_folder is None or self.loras:
+            return self
+        try:
+            self.distilled.check(resolve_settings(self.defaults, None, steps, guidance, sampler))
+            if negative_prompt is not None or negative_labels is not None:
+                raise DistilledRangeError("negative_prompt / negative_labels: a distilled model has no "
+                                          "unconditional branch to steer with them")
+            return self
+        except DistilledRangeError as e:
+            if self._teacher is None:
+                self._teacher = AudioLDM.from_pretrained(self.teacher_folder).to(self.device, self.dtype)
+            print(f"note: {e}; answered by its teacher {self._teacher.name} (the default model, {self.name}, "
+                  f"is a distilled 2-evaluation student)", file=sys.stderr)
+            return self._teacher
 
     # ---- building blocks shared by generate and the editing modes ---------------------------------------------------
     def latent_shape(self, frames: int) -> tuple[int, int, int]:
@@ -317,7 +344,12 @@ class AudioLDM(EditingMethods):
                  negative_labels=None, num_per_prompt: int = 1, batch_size: int = 8,
                  progress: bool = True) -> GenerationResult:
         """Generate ``len(prompts) * num_per_prompt`` clips of ``duration`` seconds. Sample k uses seed k (see
-        :meth:`seeds_for`) and equals generating it alone with that seed."""
+        :meth:`seeds_for`) and equals generating it alone with that seed. ``params["answered_by"]`` names the model
+        that made the audio (the default model's teacher, for what the student was not distilled for)."""
+        other = self.answering(steps, guidance, sampler, negative_prompt, negative_labels)
+        if other is not self:
+            return other.generate(prompt, labels, duration, steps, guidance, sampler, seed, negative_prompt,
+                                  negative_labels, num_per_prompt, batch_size, progress)
         prompts, label_list = self.requests(prompt, labels, num_per_prompt)
         s = self.settings(duration, steps, guidance, sampler)
         n = len(prompts)
@@ -339,6 +371,7 @@ class AudioLDM(EditingMethods):
                 mels.append(mel.cpu())
                 lats.append(z.cpu())
         params = {**s, "mode": "generate", "seeds": seeds, "negative_prompt": negative_prompt,
-                  "negative_labels": negative_labels, "model": self.name, "audioldm_version": __version__}
+                  "negative_labels": negative_labels, "model": self.name, "answered_by": self.name,
+                  "audioldm_version": __version__}
         return GenerationResult(torch.cat(audio).numpy().astype(np.float32), self.sample_rate, torch.cat(mels),
                                 torch.cat(lats), prompts, label_list, seeds, params, reads)

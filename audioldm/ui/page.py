@@ -51,14 +51,15 @@ def _form(gr, session: Session) -> dict:
     from ..sampling import SAMPLERS
 
     pipe, d = session.pipe, session.pipe.defaults
-    samplers = list(pipe.distilled.SAMPLERS) if pipe.distilled is not None else list(SAMPLERS)
+    strict = pipe.distilled is not None and pipe.teacher_folder is None  # the default hands the rest to its teacher
+    samplers = list(pipe.distilled.SAMPLERS) if strict else list(SAMPLERS)
     f = {}
     with gr.Row():
         with gr.Column(scale=3):
             f["prompt"] = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
                                      visible=pipe.reads_prompts, placeholder="e.g. a violin playing C5, loud")
             f["negative"] = gr.Textbox(label="Negative prompt", elem_id="negative-prompt",
-                                       visible=pipe.reads_prompts and pipe.distilled is None)
+                                       visible=pipe.reads_prompts and not strict)
             f["use_labels"] = gr.Checkbox(label="use the label fields" + (
                 " (a typed prompt takes precedence)" if pipe.conditioning == "labels" and pipe.reads_prompts
                 else ""), value=pipe.conditioning == "labels", visible=bool(session.fields), elem_id="use-labels")
