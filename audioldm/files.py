@@ -14,11 +14,11 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "save_json_atomic", "atomic_folder",
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "save_json_atomic", "atomic_folder", "fsync_path",
            "umask_mode", "apply_umask_mode", "folder_content_hash", "portable_model_id"]
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush a file's or a folder's content to disk (folders: where the OS allows opening them)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY)
@@ -46,10 +46,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True):
     tmp = Path(name)
     try:
         yield tmp
-        _fsync(tmp)
+        fsync_path(tmp)
         apply_umask_mode(tmp, directory=False)
         os.replace(tmp, path)
-        _fsync(path.parent)
+        fsync_path(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -83,7 +83,7 @@ def atomic_folder(folder: str | os.PathLike, overwrite: bool = False):
         yield tmp
         for p in [*tmp.rglob("*"), tmp]:  # mkdtemp makes 0700 and safetensors 0600: a new file's usual mode
             apply_umask_mode(p)
-            _fsync(p)
+            fsync_path(p)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             folder.rename(old)
@@ -91,7 +91,7 @@ def atomic_folder(folder: str | os.PathLike, overwrite: bool = False):
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(folder)
-        _fsync(folder.parent)
+        fsync_path(folder.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..files import apply_umask_mode
+from ..files import apply_umask_mode, fsync_path
 from ..weights import WeightsError, load_state_dict_checked, read_safetensors
 
 __all__ = ["save_checkpoint", "load_checkpoint", "find_checkpoints", "newest_checkpoint", "REQUIRED_FILES"]
@@ -84,9 +84,14 @@ def save_checkpoint(run_dir: Path, step: int, modules, ema, optimizers, state: d
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))  # last: marks completeness
         for f in tmp.iterdir():  # safetensors writes 0600: the umask's mode, like any new file
             apply_umask_mode(f)
-        if final.exists():
-            shutil.rmtree(final)
+            fsync_path(f)
+        old = ckdir / f".old-step_{step:08d}"
+        if final.exists():  # never a moment without a complete checkpoint of this step on disk
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
         tmp.rename(final)
+        fsync_path(ckdir)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -174,3 +179,39 @@ def load_checkpoint(folder: Path, modules, ema, optimizers) -> dict:
             state.setdefault(int(idx), {}).update(sc)
         opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
     return json.loads((folder / "trainer_state.json").read_text())
+
+
+# what a resumed run must share with the run that wrote its checkpoints (TrainConfig fields, and the process count)
+RESUME_KEYS = ("batch_size", "grad_accum", "lr", "warmup_steps", "min_lr_ratio", "ema_decay", "weights_dtype",
+               "parallel", "seed")
+
+
+def check_resume_settings(folder: Path, state: dict) -> None:
+    """Refuse to resume from ``folder`` under other training settings than the ones that wrote it (``state``: the
+    resuming trainer's trainer_state, with its config and world size), naming each difference. max_steps may
+    change (a run can be extended)."""
+    try:
+        old = json.loads((Path(folder) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return  # an unreadable state: load_newest_valid falls back and says so
+    was, now = old.get("config", {}), state.get("config", {})
+    diff = [f"{k}: {was[k]!r} -> {now.get(k)!r}" for k in RESUME_KEYS if k in was and was[k] != now.get(k)]
+    if "world_size" in old and old["world_size"] != state.get("world_size"):
+        diff.append(f"processes: {old['world_size']} -> {state.get('world_size')}")
+    if diff:
+        raise ValueError(f"{Path(folder).parent.parent}: cannot resume with other training settings ("
+                         + "; ".join(diff) + "); use the same settings, or start over (--overwrite)")
+
+
+def load_newest_valid(found: list[Path], modules, ema, optimizers, echo=log.warning) -> tuple[Path, dict]:
+    """Load the newest checkpoint of ``found`` (oldest first) that reads back whole; a torn or corrupt one is
+    reported (``echo``) and the one before it tried. Returns (folder, trainer_state)."""
+    errors = []
+    for ck in reversed(found):
+        try:
+            return ck, load_checkpoint(ck, modules, ema, optimizers)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: fall back to the previous one
+            errors.append(f"{ck.name}: {type(e).__name__}: {e}")
+            echo(f"checkpoint {ck} cannot be read ({type(e).__name__}: {str(e)[:200]}); falling back to the one "
+                 f"before it")
+    raise WeightsError(f"{found[-1].parent}: no checkpoint reads back whole: " + "; ".join(errors))

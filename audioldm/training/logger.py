@@ -34,8 +34,14 @@ class RunLogger:
         """On resume, drop metric lines logged after the checkpoint we resume from."""
         if not self.enabled or not self.metrics_path.exists():
             return
-        keep = [ln for ln in self.metrics_path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        keep = []
+        for ln in self.metrics_path.read_text().splitlines():
+            try:
+                row = json.loads(ln)
+            except ValueError:  # a line torn by a kill mid-write: dropped
+                continue
+            if isinstance(row, dict) and row.get("step", 0) <= step:
+                keep.append(ln)
         self.metrics_path.write_text("".join(ln + "\n" for ln in keep))
 
     def scalars(self, step: int, values: dict, kind: str = "train", echo: bool = True) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import logging
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,12 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import config_to_dict
 from ..seeding import mix_seed, randn_per_sample
-from .checkpoint import (
-    find_checkpoints,
-    load_checkpoint,
-    newest_checkpoint,
-    save_checkpoint,
-)
+from .checkpoint import check_resume_settings, find_checkpoints, load_newest_valid, save_checkpoint
 from .distributed import (
     PARALLEL_MODES,
     DistInfo,
@@ -47,6 +43,7 @@ from .distributed import (
     no_sync,
     wrap_modules,
 )
+from .interrupt import Interrupted, StopOnSignal
 from .logger import RunLogger
 
 __all__ = ["TrainConfig", "Stage", "StepContext", "Trainer", "TrainingDiverged", "lr_factor"]
@@ -224,10 +221,13 @@ class Trainer:
 
     # ---- helpers -------------------------------------------------------------------------------------------------
     def _echo(self, msg: str):
+        """A line for the person running this (rank 0): above the progress bar, or on stderr."""
+        if not self.info.is_main:
+            return
         if self._bar is not None:
             self._bar.write(msg, file=sys.stderr)
         else:
-            log.info(msg)
+            print(msg, file=sys.stderr, flush=True)
 
     def context(self) -> StepContext:
         return StepContext(self.step, self.epoch, self.cfg.seed, self.device, self.info, self.ema, self.logger,
@@ -265,11 +265,12 @@ class Trainer:
                 raise FileExistsError(f"{self.run_dir}: already holds checkpoints (newest {existing[-1].name}); "
                                       f"pass --resume to continue it or choose another run directory")
             return
-        ck = newest_checkpoint(self.run_dir)  # warns about incomplete ones
-        if ck is None:
+        found = find_checkpoints(self.run_dir)  # warns about incomplete ones
+        if not found:
             log.warning("--resume: no complete checkpoint in %s, starting from scratch", self.run_dir)
             return
-        st = load_checkpoint(ck, self.modules, self.ema, self.optimizers)
+        check_resume_settings(found[-1], self._state())  # another batch size, lr, process count: refused
+        ck, st = load_newest_valid(found, self.modules, self.ema, self.optimizers, self._echo)
         self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
         self.nan_streak, self.nan_total = st["nan_streak"], st["nan_total"]
         self.logger.truncate_after(self.step)
@@ -301,14 +302,16 @@ class Trainer:
         finite = all_reduce_mean(finite, self.info)
         ok = bool(finite.item() == 1.0)  # the one host sync per step
         factor = lr_factor(self.step, self.cfg)
+        if ok:  # a finite loss can still give infinite / NaN gradients: those steps are skipped too
+            for name in self.optimizers:
+                clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+                norm = torch.nn.utils.clip_grad_norm_([p for p in self.params[name] if p.grad is not None], clip)
+                norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
+                logs[f"grad_norm_{name}"] = norm.detach().float()
+                ok = ok and bool(torch.isfinite(norm))
         if ok:
             self.nan_streak = 0
             for name, opt in self.optimizers.items():
-                if self.cfg.grad_clip > 0:
-                    norm = torch.nn.utils.clip_grad_norm_([p for p in self.params[name] if p.grad is not None],
-                                                          self.cfg.grad_clip)
-                    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
-                    logs[f"grad_norm_{name}"] = norm.detach().float()
                 for g, base in zip(opt.param_groups, self.base_lrs[name]):
                     g["lr"] = base * factor
                 opt.step()
@@ -318,7 +321,7 @@ class Trainer:
             self.nan_total += 1
             for o in self.optimizers.values():
                 o.zero_grad(set_to_none=True)
-            self._echo(f"step {self.step}: non-finite loss, step skipped "
+            self._echo(f"step {self.step}: non-finite loss or gradients, step skipped "
                        f"({self.nan_streak} in a row, {self.nan_total} in total)")
             if self.nan_streak >= self.cfg.max_nan_streak:
                 raise TrainingDiverged(f"training stopped: {self.nan_streak} consecutive steps had a NaN/Inf loss "
@@ -359,7 +362,9 @@ class Trainer:
         self._bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.info.is_main),
                          desc=self.stage.name, file=sys.stderr, dynamic_ncols=True)
         t_last, n_last = time.perf_counter(), self.step
+        stop = StopOnSignal()
         try:
+            stop.__enter__()
             while self.step < cfg.max_steps:
                 self.sampler.set_epoch(self.epoch, self.step_in_epoch)
                 if hasattr(self.dataset, "set_epoch"):
@@ -384,14 +389,31 @@ class Trainer:
                     self._bar.update(1)
                     if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                         self._evaluate()
-                    if self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps:
+                    saved = self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps
+                    if saved:
                         self.save()
+                    if self._stop_requested(stop):
+                        path = self.run_dir / "checkpoints" / f"step_{self.step:08d}"
+                        if not saved:
+                            self.save()
+                        raise Interrupted(stop.signum or signal.SIGTERM, self.step, path)
                 del it
                 if self.step_in_epoch >= self.sampler.steps_per_epoch:
                     self.epoch, self.step_in_epoch = self.epoch + 1, 0
             self._evaluate()
+        except Interrupted as e:
+            self._echo(str(e))
+            raise
         finally:
+            stop.__exit__(None, None, None)
             self._bar.close()
             self._bar = None
             self.logger.close()
         return {**last, "valid": self.last_eval}
+
+    def _stop_requested(self, stop: StopOnSignal) -> bool:
+        """Whether any rank got SIGTERM / SIGINT (every rank must stop at the same step to save together)."""
+        flag = torch.tensor(float(stop.signum is not None), device=self.device)
+        if self.info.enabled:
+            flag = all_reduce_mean(flag, self.info)
+        return bool(flag.item() > 0)

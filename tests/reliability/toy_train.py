@@ -1,4 +1,4 @@
-"""python tests/reliability/toy_train.py RUN_DIR STEPS [--resume] [--sleep S]
+"""python tests/reliability/toy_train.py RUN_DIR STEPS [--resume] [--sleep S] [--lr LR]
 
 A small training run on the shared loop (an MLP regression, checkpoint every 5 steps) for the interruption tests;
 --sleep slows each step so a test can kill it mid-run."""
@@ -51,6 +51,7 @@ class Regress(Stage):
 if __name__ == "__main__":
     run_dir, steps = sys.argv[1], int(sys.argv[2])
     sleep = float(sys.argv[sys.argv.index("--sleep") + 1]) if "--sleep" in sys.argv else 0.0
-    cfg = TrainConfig(run_dir=run_dir, max_steps=steps, batch_size=8, lr=1e-2, ckpt_every=5, keep_last=100,
+    lr = float(sys.argv[sys.argv.index("--lr") + 1]) if "--lr" in sys.argv else 1e-2
+    cfg = TrainConfig(run_dir=run_dir, max_steps=steps, batch_size=8, lr=lr, ckpt_every=5, keep_last=100,
                       log_every=1, eval_every=0, progress=False, tensorboard=False, resume="--resume" in sys.argv)
     Trainer(cfg, Regress(sleep), Data(), collate).fit()
