@@ -31,8 +31,20 @@ class ExportError(ValueError):
     """A prompt file or output folder that cannot be used; the message names the file (and row)."""
 
 
+_NUMBER = re.compile(r"[+-]?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
+
+
 def parse_number(v: str):
-    """'60' -> 60, '0.5' -> 0.5, anything else unchanged (CSV cells are strings)."""
+    """A CSV label cell: '60' -> 60, '0.5' -> 0.5; anything that is not plainly a number stays text ('007' keeps its
+    zeros, 'nan' / 'inf' are not numbers)."""
+    if not isinstance(v, str) or not _NUMBER.fullmatch(v.strip()):
+        return v
+    v = v.strip()
+    return int(v) if re.fullmatch(r"[+-]?(0|[1-9]\d*)", v) else float(v)
+
+
+def _csv_number(v: str):
+    """A CSV seed / duration cell: a number, or the text itself (refused by the checks that follow)."""
     for cast in (int, float):
         try:
             return cast(v)
@@ -59,7 +71,12 @@ def read_prompt_file(path) -> list[dict]:
                 raise ExportError(f"{path}:{i}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise ExportError(f"{path}:{i}: expected a JSON object")
-            rows.append({**obj, "_line": i})
+            row = {k: v for k, v in obj.items() if k in RESERVED}
+            extra = {k: v for k, v in obj.items() if k not in RESERVED}  # as in a CSV: other keys are labels
+            if extra:
+                row["labels"] = {**extra, **(row.get("labels") or {})} if isinstance(row.get("labels"), dict) \
+                    or row.get("labels") is None else row["labels"]
+            rows.append({**row, "_line": i})
     elif suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames:
@@ -77,7 +94,7 @@ def read_prompt_file(path) -> list[dict]:
                     except (json.JSONDecodeError, TypeError, ValueError):
                         raise ExportError(f"{path}:{i}: column labels must be a JSON object, got {v!r}") from None
                 elif k in RESERVED:
-                    row[k] = v if k in ("prompt", "negative_prompt") else parse_number(v)
+                    row[k] = v if k in ("prompt", "negative_prompt") else _csv_number(v)
                 else:
                     labels[k] = parse_number(v)
             if labels:
@@ -87,6 +104,9 @@ def read_prompt_file(path) -> list[dict]:
         rows = [{"prompt": line.strip(), "_line": i} for i, line in enumerate(text.splitlines(), 1)
                 if line.strip() and not line.lstrip().startswith("#")]
     for r in rows:
+        for k in ("prompt", "negative_prompt"):
+            if r.get(k) is not None and not isinstance(r[k], str):
+                raise ExportError(f"{path}:{r['_line']}: {k} must be text, got {r[k]!r}")
         if r.get("prompt") is None and r.get("labels") is None:
             raise ExportError(f"{path}:{r['_line']}: row has neither a prompt nor labels")
         if "labels" in r and not isinstance(r["labels"], dict):
@@ -124,7 +144,7 @@ def save_spectrogram(path, mel: np.ndarray, sample_rate: int, hop: int, title: s
     ax.set_xlabel("seconds")
     ax.set_ylabel("mel band")
     if title:
-        ax.set_title(title[:80], fontsize=9)
+        ax.set_title(title[:80].replace("$", r"\$"), fontsize=9)  # a prompt's "$" is text, not mathtext
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -187,8 +207,8 @@ def _plan(pipe, rows: list[dict], num_per_prompt: int, fmt: str, base_seed: int 
         label_text = "_".join(f"{k}-{v}" for k, v in (r.get("labels") or {}).items())
         stem_src = r.get("prompt") or label_text
         seed0 = r.get("seed")
-        if seed0 is None:
-            seed0 = (base_seed if base_seed is not None else 0) + 1000 * i
+        if seed0 is None:  # rows far enough apart that num_per_prompt seeds each never overlap
+            seed0 = (base_seed if base_seed is not None else 0) + max(1000, num_per_prompt) * i
         for k in range(num_per_prompt):
             stem = sanitize_name(stem_src + (f" {k + 1}" if num_per_prompt > 1 else ""), taken)
             plan.append({"row": i, "k": k, "seed": seed0 + k, "file": f"{stem}.{fmt}", "spectrogram": f"{stem}.png"})

@@ -125,6 +125,9 @@ def folder_content_hash(folder: str | os.PathLike, length: int = 12) -> str:
 
 
 def portable_model_id(folder: str | os.PathLike) -> str:
-    """``NAME@HASH``: the folder's name and its content hash (no machine-specific path)."""
+    """``NAME@HASH``: the folder's name and its content hash (no machine-specific path); anything that is not a
+    local folder (a hub id such as ``cvssp/audioldm-s-full-v2``) is its own id."""
+    if not Path(folder).is_dir():
+        return str(folder)
     folder = Path(folder)
     return f"{folder.resolve().name}@{folder_content_hash(folder)}"

@@ -31,6 +31,12 @@ def prompt_reports(conditioner, prompts: list[str], warn: bool = True) -> list[d
         else:
             rep = {}
         unknown = rep.get("unknown_words") or []
+        if warn and isinstance(p, str) and not p.strip():
+            warnings.warn(UnknownWordsWarning(f"empty prompt {p!r}: the output is unconditioned"), stacklevel=3)
+        if warn and rep.get("truncated"):
+            warnings.warn(UnknownWordsWarning(
+                f"prompt {p[:40]!r}...: longer than the text encoder reads; its last {rep['truncated']} token(s) "
+                f"are ignored"), stacklevel=3)
         if warn and unknown:
             if rep.get("tokens"):
                 msg = (f"prompt {p!r}: {len(unknown)} word(s) outside the model's vocabulary are ignored: "

@@ -40,11 +40,11 @@ class PretrainedTextConditioner(nn.Module):
             if c.kind == "auto":
                 c.kind = "clap" if mtype.startswith("clap") else ("t5" if mtype in ("t5", "mt5", "umt5") else "mean")
             if c.kind == "clap":
-                model = transformers.ClapTextModelWithProjection.from_pretrained(c.source)
+                model = transformers.ClapTextModelWithProjection.from_pretrained(c.source, use_safetensors=True)
             elif c.kind == "t5":
-                model = transformers.T5EncoderModel.from_pretrained(c.source)
+                model = transformers.T5EncoderModel.from_pretrained(c.source, use_safetensors=True)
             else:
-                model = transformers.AutoModel.from_pretrained(c.source)
+                model = transformers.AutoModel.from_pretrained(c.source, use_safetensors=True)
         elif c.kind == "auto":
             c.kind = "clap" if "Clap" in type(model).__name__ else ("t5" if "T5" in type(model).__name__ else "mean")
         self.model = model.eval().requires_grad_(False)

@@ -124,7 +124,9 @@ class TextConditioner(nn.Module):
     def prompt_report(self, prompt: str) -> dict:
         """What the encoder reads of ``prompt``: ``{"tokens": words kept, "unknown_words": words dropped}`` for the
         word tokenizer; the byte tokenizer reads every byte (``tokens`` None, no unknown words)."""
+        n = len([t for t in self.tokenizer.encode(prompt) if t != 2])
+        cut = {"truncated": n - self.config.max_tokens} if n > self.config.max_tokens else {}
         if not isinstance(self.tokenizer, WordTokenizer):
-            return {"tokens": None, "unknown_words": []}
+            return {"tokens": None, "unknown_words": [], **cut}
         kept, unknown = self.tokenizer.split(prompt)
-        return {"tokens": kept[: self.config.max_tokens - 1], "unknown_words": unknown}
+        return {"tokens": kept[: self.config.max_tokens - 1], "unknown_words": unknown, **cut}
