@@ -78,7 +78,7 @@ def _load_pipeline(args):
             scale = float(scale)
         except ValueError:
             path, scale = spec, 1.0  # a ':' inside the path itself
-        pipe.load_lora(path, scale)
+        pipe.load_lora(path, scale, force=args.force)
     return pipe, model
 
 
@@ -190,6 +190,7 @@ def _generation_args(sp) -> None:
     sp.add_argument("--model", default=None, help="model folder or hub id (default: the model shipped with audioldm)")
     sp.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]",
                     help="merge a LoRA adapter (folder or .safetensors) at SCALE (default 1); repeat to stack")
+    sp.add_argument("--force", action="store_true", help="merge --lora adapters recorded for another base model")
     sp.add_argument("--duration", type=float, default=None, help="seconds (default: the model's)")
     sp.add_argument("--steps", type=int, default=None)
     sp.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--model", default=None, help="model folder or hub id (default: the model shipped with audioldm)")
     ui.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]",
                     help="merge a LoRA adapter (folder or .safetensors) at SCALE (default 1); repeat to stack")
+    ui.add_argument("--force", action="store_true", help="merge --lora adapters recorded for another base model")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=7860)
     ui.add_argument("--out", default=None, help="a new or empty folder for the requests' files (default: a new "

@@ -136,9 +136,10 @@ def data_fingerprint(data: str | Path, exclude: str | Path | None = None) -> str
 def open_run(out: str | Path, settings: dict, resume: bool, overwrite: bool, is_main: bool = True) -> Path:
     """Make or reopen the run folder ``out`` for ``settings`` (data fingerprint, preset, ...: what defines a run).
 
-    New or empty folder: start. A folder of this recipe with the same settings: needs --resume (or --overwrite to
-    start over). Other settings: refused unless --overwrite, which empties it. A non-empty folder that is not a run
-    folder is always refused (nothing of the user's is deleted)."""
+    New or empty folder: start. A folder of this recipe with the same settings: needs --resume, which keeps all of it
+    (finished stages and partial work, such as a stage's checkpoints or chunks), or --overwrite to start over. Other
+    settings: refused unless --overwrite, which empties it. A non-empty folder that is not a run folder is always
+    refused (nothing of the user's is deleted)."""
     out = Path(out)
     marker = out / RUN_FILE
     if is_main:
@@ -150,16 +151,16 @@ def open_run(out: str | Path, settings: dict, resume: bool, overwrite: bool, is_
                                  f"a new or empty folder")
             old = json.loads(marker.read_text(encoding="utf-8"))
             differs = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            started = (out / "stages").is_dir() and any((out / "stages").iterdir())
-            if overwrite or not started:  # (a run that failed before its first stage finished holds nothing)
+            holds = [p for p in out.iterdir() if p.name != RUN_FILE]  # work done so far, finished or not
+            if overwrite or (not holds and differs):
                 shutil.rmtree(out)
             elif differs:
                 detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items())
                 raise SystemExit(f"error: {out} holds a run made with other settings ({detail}); pass --overwrite "
                                  f"to discard it, or choose another --out")
-            elif not resume:
+            elif not resume and holds:
                 raise SystemExit(f"error: {out} already holds this run; pass --resume to continue it (finished "
-                                 f"stages are skipped) or --overwrite to start over")
+                                 f"stages are skipped, nothing is deleted) or --overwrite to start over")
         out.mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
             _write_json(marker, settings)

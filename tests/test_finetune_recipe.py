@@ -148,8 +148,10 @@ def test_adapters_that_do_not_fit_are_refused(tmp_path, lora_run):
     out = lora_run[0]
     other = AudioLDM.from_pretrained(default_model())  # the shipped GM-notes model: another U-Net
     before = {k: v.clone() for k, v in other.unet.state_dict().items()}
-    with pytest.raises(LoraError, match="adapter for another model|do not fit"):
+    with pytest.raises(LoraError, match="an adapter for audioldm-tiny@.*this model is gm-notes-fast@"):
         other.load_lora(out / "lora")
+    with pytest.raises(LoraError, match="adapter for another model|do not fit"):  # forced: the shapes still decide
+        other.load_lora(out / "lora", force=True)
     assert all(torch.equal(v, other.unet.state_dict()[k]) for k, v in before.items())  # nothing changed
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -171,6 +173,7 @@ def test_cli_generate_with_lora(tmp_path):
     0.5 lies elsewhere."""
     import audioldm
     from audioldm import AudioLDM
+    from audioldm.files import portable_model_id
 
     teacher = Path(audioldm.__file__).parent / "pretrained" / "gm-notes"
     pipe = AudioLDM.from_pretrained(teacher)
@@ -180,7 +183,7 @@ def test_cli_generate_with_lora(tmp_path):
         for n, q in unet.named_parameters():
             if "lora_B" in n:
                 q.normal_(0, 0.3)
-    save_lora(tmp_path / "lora", unet, "gm-notes@0")
+    save_lora(tmp_path / "lora", unet, portable_model_id(teacher))
     wavs = {}
     for name, spec in (("half", f"{tmp_path / 'lora'}:0.5"), ("full", str(tmp_path / "lora"))):
         wavs[name] = tmp_path / f"{name}.wav"
@@ -261,3 +264,28 @@ def test_diffusers_lora_layouts_read_to_the_same_update(tmp_path):
     torch.testing.assert_close(w, before + 0.5 * (b @ a))
     unmerge_lora(unet, old, 0.5)
     torch.testing.assert_close(w, before, atol=1e-6, rtol=0)
+
+
+def test_an_adapter_for_another_base_is_refused_unless_forced(tmp_path):
+    """An adapter records its base as NAME@HASH: merged into another model whose shapes fit (the teacher's adapter on
+    its student), it is refused before anything changes, naming both ids, unless force=True / --force."""
+    import audioldm
+    from audioldm import AudioLDM
+    from audioldm.files import portable_model_id
+
+    shipped = Path(audioldm.__file__).parent / "pretrained"
+    teacher, student = shipped / "gm-notes", shipped / "gm-notes-fast"
+    torch.manual_seed(0)
+    save_lora(tmp_path / "lora", add_lora(AudioLDM.from_pretrained(teacher).unet, 2), portable_model_id(teacher))
+    pipe = AudioLDM.from_pretrained(student)
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    with pytest.raises(LoraError, match=f"an adapter for {portable_model_id(teacher)}.*this model is gm-notes-fast@"):
+        pipe.load_lora(tmp_path / "lora")
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())
+    pipe.load_lora(tmp_path / "lora", force=True)
+    assert len(pipe.loras) == 1
+    args = ["audioldm", "generate", "violin C5", "--model", str(student), "-o", str(tmp_path / "x.wav"), "--quiet",
+            "--lora", str(tmp_path / "lora")]
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 2 and "--force" in p.stderr
+    assert subprocess.run(args + ["--force"], capture_output=True, text=True).returncode == 0

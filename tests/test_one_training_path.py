@@ -121,3 +121,22 @@ def test_base_preset_is_audioldm_s_sized_and_trains_on_the_cpu():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < first
+
+
+def test_resume_never_deletes_partial_work(tmp_path):
+    """A run stopped before its first stage finished (distill's teacher chunks, a stage's checkpoints) is kept by
+    --resume; without --resume it is refused, not wiped; --overwrite starts over."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import common
+
+    out = tmp_path / "run"
+    common.open_run(out, {"data": "d"}, resume=False, overwrite=False)
+    (out / "pairs").mkdir()
+    (out / "pairs" / "chunk_0000000.safetensors").write_bytes(b"x")
+    common.open_run(out, {"data": "d"}, resume=True, overwrite=False)
+    assert (out / "pairs" / "chunk_0000000.safetensors").is_file()
+    with pytest.raises(SystemExit, match="--resume"):
+        common.open_run(out, {"data": "d"}, resume=False, overwrite=False)
+    assert (out / "pairs" / "chunk_0000000.safetensors").is_file()
+    common.open_run(out, {"data": "d"}, resume=False, overwrite=True)
+    assert not (out / "pairs").exists()

@@ -4,6 +4,7 @@ on the fly, so one cache serves any scale factor (EDM2's encoders.py does the sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,7 +17,36 @@ from torch.utils.data import Dataset
 from ..files import atomic_path
 from ..weights import WeightsError
 
-__all__ = ["build_latent_cache", "LatentDataset", "collate_latents"]
+__all__ = ["build_latent_cache", "cache_key", "cache_is_current", "LatentDataset", "collate_latents"]
+
+
+def cache_key(vae, dataset, embed=None) -> str:
+    """What a latent cache was made from: the VAE's weights and config, the clips (paths, regions, captions, labels),
+    the clip length, and the embedder's name. A cache whose key differs is stale."""
+    h = hashlib.sha256()
+    for k, v in sorted(vae.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    h.update(json.dumps(vae.config.mel.to_dict(), sort_keys=True).encode())
+    h.update(str(vae.config.scale_factor).encode())
+    h.update(str(dataset.num_samples).encode())
+    h.update(str(getattr(embed, "name", None) if embed is not None else None).encode())
+    for c in dataset.clips:
+        h.update(json.dumps([c.key, c.start, c.duration, c.caption, c.captions, c.labels], sort_keys=True,
+                            default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_is_current(path: str | Path, key: str) -> bool:
+    """Whether the cache at ``path`` exists and was made from what ``key`` (:func:`cache_key`) describes."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("key") == key
+    except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt
+        return False
 
 
 @torch.no_grad()
@@ -41,6 +71,7 @@ def build_latent_cache(vae, dataset, path: str | Path, device="cpu", batch_size:
             clip = dataset.clips[s + i]
             rows.append({"path": clip.key, "caption": clip.caption, "captions": clip.captions, "labels": clip.labels})
     meta = {"rows": json.dumps(rows), "scale_factor": str(vae.config.scale_factor),
+            "key": cache_key(vae, dataset, embed),
             "num_samples": str(dataset.num_samples), "mel": json.dumps(vae.config.mel.to_dict())}
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}

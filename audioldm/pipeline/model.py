@@ -73,6 +73,7 @@ class AudioLDM(EditingMethods):
         self.dtype = torch.float32
         self.loras: list = []  # (Adapter, scale) merged into the U-Net by load_lora, in order
         self.graphs = False  # accelerate(): replay sampling loops as CUDA graphs
+        self.source = None  # the folder this model was loaded from (from_pretrained), for adapters' base check
         self.teacher_folder = None  # the default model only: where its teacher is, to answer what it cannot
         self._teacher = None
         self._graph_cache: dict = {}
@@ -128,11 +129,18 @@ class AudioLDM(EditingMethods):
         """Text and joint models, and label models whose conditioner parses prompts into labels."""
         return reads_prompts(self.conditioner)
 
-    def load_lora(self, path, scale: float = 1.0):
+    def load_lora(self, path, scale: float = 1.0, force: bool = False):
         """Merge a LoRA adapter (folder or .safetensors; lora.py) into the U-Net at ``scale``; adapters stack.
-        A mismatching or unreadable adapter is refused before anything changes. Returns the Adapter."""
-        from ..lora import merge_lora, read_lora
+        A mismatching or unreadable adapter is refused before anything changes, and so is one whose recorded base
+        (NAME@HASH) is not this model unless ``force``. Returns the Adapter."""
+        from ..files import portable_model_id
+        from ..lora import LoraError, merge_lora, read_lora
         adapter = read_lora(path)
+        if adapter.base and self.source is not None and not force:
+            mine = portable_model_id(self.source)
+            if adapter.base != mine:
+                raise LoraError(f"{path}: an adapter for {adapter.base}, and this model is {mine}; pass "
+                                f"force=True (--force) to merge it anyway")
         merge_lora(self.unet, adapter, scale)
         self.loras.append((adapter, scale))
         return adapter
@@ -178,6 +186,7 @@ class AudioLDM(EditingMethods):
                 raise PipelineError(str(e)) from None
         else:
             pipe = cls(**read_model_folder(folder))
+        pipe.source = folder
         student = shipped_model(DEFAULT_MODEL)
         if path_or_id is None and student is not None and Path(folder).resolve() == student.resolve():
             pipe.teacher_folder = shipped_model(TEACHER)  # the default answers any valid request (answering())

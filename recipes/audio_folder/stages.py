@@ -21,7 +21,7 @@ from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, Tex
 from audioldm.conditioning.joint import JointConditioner
 from audioldm.config import config_to_dict, load_config, save_json_atomic
 from audioldm.data import ClipDataset, collate_clips
-from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents
+from audioldm.data.latents import LatentDataset, build_latent_cache, cache_is_current, cache_key, collate_latents
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.mel import MelConfig
 from audioldm.pipeline import AudioLDM, GenerationDefaults
@@ -212,8 +212,12 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, info
     mel = vae.config.mel
     for split, clips in (("train", train), ("valid", valid)):
         cache = run / f"latents_{split}.safetensors"
-        if clips and not cache.exists() and info.is_main:
-            build_latent_cache(vae, ClipDataset(clips, mel, args.clip_seconds), cache, progress=_progress(args))
+        ds = ClipDataset(clips, mel, args.clip_seconds) if clips else None
+        if ds is not None and info.is_main and not cache_is_current(cache, cache_key(vae, ds)):
+            if cache.exists():
+                print(f"[ldm] {cache.name} was made from another VAE, clip length or clips: rebuilt", file=sys.stderr)
+            build_latent_cache(vae, ds, cache, progress=_progress(args))
+            print(f"[ldm] latent cache {cache.name}: {len(ds)} clips", file=sys.stderr)
     common.barrier(info)
     device = info.device
     latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)

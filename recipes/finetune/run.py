@@ -28,13 +28,15 @@ import logging
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the shared helper
 import common  # noqa: E402
 import torch  # noqa: E402
 
 from audioldm.data import ClipDataset, read_manifest  # noqa: E402
-from audioldm.data.latents import LatentDataset, build_latent_cache, collate_latents  # noqa: E402
+from audioldm.data.latents import (LatentDataset, build_latent_cache, cache_is_current, cache_key,  # noqa: E402
+                                   collate_latents)
 from audioldm.data.prepare import PrepareConfig, PrepareError, prepare_dataset  # noqa: E402
 from audioldm.diffusion import LatentDiffusion  # noqa: E402
 from audioldm.files import portable_model_id  # noqa: E402
@@ -199,11 +201,12 @@ def main() -> None:
         embed = None
         for split, cl in (("train", train), ("valid", valid)):
             cache = run / f"latents_{split}.safetensors"
-            if cl and not cache.exists() and info.is_main:
+            ds = ClipDataset(cl, mel, prep["clip_seconds"]) if cl else None
+            named = SimpleNamespace(name=Path(args.clap).name) if clap else None  # the embedder's name, unloaded
+            if ds is not None and info.is_main and not cache_is_current(cache, cache_key(base.vae, ds, named)):
                 if clap and embed is None:  # CLAP's audio tower, only to cache each clip's condition with its latents
                     embed = clap_audio_embedder(args.clap, device=info.device)
-                build_latent_cache(base.vae, ClipDataset(cl, mel, prep["clip_seconds"]), cache, device=info.device,
-                                   embed=embed)
+                build_latent_cache(base.vae, ds, cache, device=info.device, embed=embed)
         common.barrier(info)
         if clap:  # the null condition: CLAP's text embedding of "" (SRC's own text tower, once)
             cond = AudioEmbeddingConditioner(base.conditioner.null_condition(1)["pooled"].cpu())

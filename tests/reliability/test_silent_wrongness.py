@@ -102,3 +102,22 @@ def test_pretrained_text_encoder_pickles_are_refused(tmp_path):
     st.unlink()
     with pytest.raises(Exception, match="safetensors"):
         PretrainedTextConditioner(PretrainedTextConfig(source=str(tmp_path / "enc")))
+
+
+def test_latent_cache_is_keyed_by_what_made_it(tiny_notes, tmp_path):
+    """A latent cache made with another VAE or another clip length is stale (the recipes rebuild it)."""
+    import torch
+
+    from audioldm.data import ClipDataset, read_manifest
+    from audioldm.data.latents import build_latent_cache, cache_is_current, cache_key
+    from audioldm.vae import VAE_PRESETS, MelVAE
+
+    clips = read_manifest(tiny_notes[0] / "manifest.jsonl")[:4]
+    torch.manual_seed(0)
+    vae, other = MelVAE(VAE_PRESETS["tiny"]()), MelVAE(VAE_PRESETS["tiny"]())
+    ds = ClipDataset(clips, vae.config.mel, 0.32)
+    cache = build_latent_cache(vae, ds, tmp_path / "latents.safetensors")
+    assert cache_is_current(cache, cache_key(vae, ds))
+    assert not cache_is_current(cache, cache_key(other, ds))
+    assert not cache_is_current(cache, cache_key(vae, ClipDataset(clips, vae.config.mel, 0.64)))
+    assert not cache_is_current(tmp_path / "none.safetensors", cache_key(vae, ds))
