@@ -95,3 +95,27 @@ def test_fsdp2_trains_saves_and_resumes(one_process, tmp_path):
                                    "--parallel", "fsdp", "--out", str(tmp_path / "gan")],
                        capture_output=True, text=True, env=_env(), timeout=300)
     assert p.returncode != 0 and "train it with parallel='ddp'" in p.stderr
+
+
+def test_audio_folder_under_torchrun_builds_shared_files_once(tiny_notes, tmp_path):
+    """recipes/audio_folder under torchrun --nproc_per_node 2: both ranks finish the U-Net stage, and the latent
+    cache (a shared file) is built once, by rank 0, behind a barrier."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from audioldm.vae import VAE_PRESETS, MelVAE
+
+    torch.manual_seed(0)
+    MelVAE(VAE_PRESETS["tiny"]()).save_pretrained(tmp_path / "vae")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(root / "recipes/audio_folder/run.py"), "--data", str(tiny_notes[0] / "manifest.jsonl"),
+                        "--out", str(tmp_path / "run"), "--vae", str(tmp_path / "vae"), "--preset", "tiny",
+                        "--steps", "4", "--until", "ldm", "--no-progress"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("latent cache latents_train.safetensors") == 1, r.stderr[-3000:]
+    assert (tmp_path / "run" / "stages" / "ldm.json").is_file()
+    assert not list((tmp_path / "run" / "ldm").glob(".*tmp"))
