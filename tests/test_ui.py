@@ -201,3 +201,35 @@ def test_page_in_headless_chromium(server, chromium, chromedriver):
     assert proc.poll() is None  # still serving after the error
     written = {p.relative_to(tmp).parts[0] for p in tmp.rglob("*")}  # the server wrote only under the test's folder
     assert {"out", "gr"} <= written <= {"out", "gr", ".cache", ".config", ".local"}, written
+
+
+def test_request_limits_are_checked_before_any_work(session, tmp_path):
+    """Steps and duration are bounded; an upload is refused from its header (length) or size, before its samples
+    are read."""
+    import soundfile as sf
+
+    from audioldm.ui import session as ui_session
+
+    with pytest.raises(ValueError, match="steps must be 1 to 200"):
+        _settings(steps=100000)
+    with pytest.raises(ValueError, match="at most 60 s"):
+        _settings(duration=600)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(8000 * 61, dtype=np.float32), 8000)
+    with pytest.raises(ValueError, match=r"long.wav: 61.0 s long, over the 60 s limit"):
+        session.edit("transform", str(long), "violin C5", None, False, [], _settings())
+    old = ui_session.MAX_UPLOAD_MB
+    ui_session.MAX_UPLOAD_MB = 0.5
+    try:
+        with pytest.raises(ValueError, match="over the 0.5 MB upload limit"):
+            session.edit("transform", str(long), "violin C5", None, False, [], _settings())
+    finally:
+        ui_session.MAX_UPLOAD_MB = old
+
+
+def test_request_folders_are_pruned(tmp_path):
+    s = Session(AudioLDM.from_pretrained(MODEL), tmp_path / "out", keep=2)
+    for _ in range(3):
+        s.generate("violin C5", None, False, [], _settings(duration=0.3, steps=1))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "request_0002", "request_0002.zip", "request_0003", "request_0003.zip"]

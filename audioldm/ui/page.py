@@ -7,7 +7,7 @@ Element ids the browser test and the screenshot script rely on: ``prompt``, ``ne
 
 from __future__ import annotations
 
-from .session import EDIT_MODES, MAX_SAMPLES, Session, describe_reads, require_gradio
+from .session import EDIT_MODES, MAX_SAMPLES, MAX_UPLOAD_MB, Session, describe_reads, require_gradio
 
 __all__ = ["build_app", "launch"]
 
@@ -175,4 +175,4 @@ def launch(session: Session, host: str = "127.0.0.1", port: int = 7860, quiet: b
     theme = gr.themes.Default(font=_FONTS, font_mono=_MONO)  # plain font names: no Google Fonts request
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True, quiet=quiet,
                allowed_paths=[str(session.out_root)], theme=theme, css=_CSS, footer_links=[], ssr_mode=False,
-               pwa=False, mcp_server=False)
+               pwa=False, mcp_server=False, max_file_size=f"{MAX_UPLOAD_MB}mb")

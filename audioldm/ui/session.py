@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import warnings
 import zipfile
@@ -23,10 +24,16 @@ from pathlib import Path
 from ..errors import UnknownWordsWarning
 from ..files import atomic_path
 
-__all__ = ["MAX_SAMPLES", "EDIT_MODES", "Session", "label_fields", "describe_reads", "require_gradio"]
+__all__ = ["MAX_SAMPLES", "MAX_STEPS", "MAX_SECONDS", "MAX_UPLOAD_MB", "KEEP_REQUESTS", "EDIT_MODES", "Session",
+           "label_fields", "describe_reads", "require_gradio"]
 
 MAX_SAMPLES = 4  # audio + spectrogram slots on the page
 EDIT_MODES = ("transform", "inpaint", "super_resolve")
+# what one request may ask (README "Limits"): checked before any audio is read or any step is run
+MAX_STEPS = 200
+MAX_SECONDS = 60.0  # generated duration, and the length of an uploaded clip
+MAX_UPLOAD_MB = 50
+KEEP_REQUESTS = 200  # request folders kept under out_root; older ones are removed
 
 
 def require_gradio():
@@ -54,13 +61,29 @@ def _number(v):
     return int(v) if float(v).is_integer() else float(v)
 
 
+def _check_upload(path: Path) -> None:
+    """Refuse an upload over the page's limits from its size and header alone, before reading its samples."""
+    import soundfile as sf
+
+    mb = path.stat().st_size / 2 ** 20
+    if mb > MAX_UPLOAD_MB:
+        raise ValueError(f"{path.name}: {mb:.0f} MB, over the {MAX_UPLOAD_MB} MB upload limit")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - the message names the file; load_audio would say the same later
+        raise ValueError(f"{path.name}: not an audio file soundfile can read ({e})") from None
+    if info.duration > MAX_SECONDS:
+        raise ValueError(f"{path.name}: {info.duration:.1f} s long, over the {MAX_SECONDS:g} s limit for "
+                         f"audio-to-audio on this page; trim it first")
+
+
 class Session:
     """The request logic behind the page, for one pipeline: turns form values into ``generate`` / editing calls and
     writes each result as an export folder + zip under ``out_root``. A lock keeps it to one request at a time
     (Gradio's queue already does; this guards direct callers too)."""
 
-    def __init__(self, pipe, out_root, model_id: str | None = None):
-        self.pipe, self.out_root, self.model_id = pipe, Path(out_root), model_id or pipe.name
+    def __init__(self, pipe, out_root, model_id: str | None = None, keep: int = KEEP_REQUESTS):
+        self.pipe, self.out_root, self.model_id, self.keep = pipe, Path(out_root), model_id or pipe.name, keep
         self.fields = label_fields(pipe)
         self._lock = threading.Lock()
         self._count = 0
@@ -95,6 +118,10 @@ class Session:
             raise ValueError(f"number of samples must be 1 to {MAX_SAMPLES}, got {num}")
         if random_seed or seed is None:
             seed = random.randrange(2**31)
+        if steps not in (None, "") and not 1 <= int(steps) <= MAX_STEPS:
+            raise ValueError(f"steps must be 1 to {MAX_STEPS} on this page, got {steps}")
+        if duration not in (None, "") and not 0 < float(duration) <= MAX_SECONDS:
+            raise ValueError(f"duration must be above 0 and at most {MAX_SECONDS:g} s on this page, got {duration}")
         return {"duration": None if duration in (None, "") else float(duration),
                 "steps": None if steps in (None, "") else int(steps),
                 "guidance": None if guidance in (None, "") else float(guidance), "sampler": sampler or None,
@@ -117,6 +144,7 @@ class Session:
             raise ValueError(f"mode must be one of {EDIT_MODES}, got {mode!r}")
         if not audio_path:
             raise ValueError("upload an audio clip first")
+        _check_upload(Path(audio_path))
         p, labels = self.request(prompt, use_labels, label_values)
         s = {k: v for k, v in settings.items() if k not in ("duration", "num")}
         neg = (negative_prompt or "").strip() or None
@@ -132,6 +160,13 @@ class Session:
             res = method(*args, prompt=prompt, labels=labels, **kw)
             said = sorted({str(w.message) for w in caught if issubclass(w.category, UnknownWordsWarning)})
             return {**self._write(res, prompt, labels, num), "warnings": said}
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep`` request folders (and their zips) under out_root; remove the older ones."""
+        done = sorted((p for p in self.out_root.glob("request_*") if p.is_dir()), key=lambda p: p.name)
+        for old in done[:-self.keep] if self.keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+            old.with_suffix(".zip").unlink(missing_ok=True)
 
     def _write(self, res, prompt, labels, num: int) -> dict:
         """Write ``res`` as an export folder ``out_root/request_NNNN`` and its zip. Returns {"folder", "zip",
@@ -153,6 +188,7 @@ class Session:
         with atomic_path(zpath) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(folder.iterdir()):
                 z.write(f, f"{folder.name}/{f.name}")
+        self._prune()
         return {"folder": folder, "zip": zpath, "samples": samples,
                 "wavs": [folder / s["file"] for s in samples], "pngs": [folder / s["spectrogram"] for s in samples]}
 
