@@ -43,7 +43,11 @@ def _input_audio(pipe, audio, sample_rate: int | None) -> torch.Tensor:
         raise AudioError(f"audio: expected a waveform [T] or [B, T] with T > 0, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise AudioError("audio: contains NaN or Inf samples")
-    if sample_rate is not None and sample_rate != sr:
+    if sample_rate is None:
+        import warnings
+        warnings.warn(f"audio given as an array without sample_rate: taken to be at the model's {sr} Hz; pass "
+                      f"sample_rate= if it is not", UserWarning, stacklevel=4)
+    elif sample_rate != sr:
         arr = np.stack([resample(row, sample_rate, sr) for row in arr])
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 

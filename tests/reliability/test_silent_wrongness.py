@@ -121,3 +121,16 @@ def test_latent_cache_is_keyed_by_what_made_it(tiny_notes, tmp_path):
     assert not cache_is_current(cache, cache_key(other, ds))
     assert not cache_is_current(cache, cache_key(vae, ClipDataset(clips, vae.config.mel, 0.64)))
     assert not cache_is_current(tmp_path / "none.safetensors", cache_key(vae, ds))
+
+
+def test_an_array_without_its_rate_is_named(tiny_model):
+    """Editing an array without sample_rate= takes it at the model's rate, and says so."""
+    from audioldm import AudioLDM
+
+    pipe = AudioLDM.from_pretrained(tiny_model)
+    x = np.zeros(pipe.sample_rate // 2, dtype=np.float32)
+    with pytest.warns(UserWarning, match="without sample_rate: taken to be at the model's 16000 Hz"):
+        pipe.transform(x, prompt="a", strength=0.3, steps=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pipe.transform(x, prompt="a", strength=0.3, steps=1, sample_rate=16000, progress=False)
