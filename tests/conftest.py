@@ -1,6 +1,10 @@
 """Shared fixtures: tiny audio files and a tiny GM-note data set rendered offline once per session; the paths of
-headless Chromium and its driver."""
+headless Chromium and its driver.
 
+$AUDIOLDM_REQUIRE_ALL (set by .ci/run) turns every skip for a missing optional dependency into a failure:
+``pytest.importorskip`` then imports or fails, and a missing browser fails as $AUDIOLDM_REQUIRE_BROWSER makes it."""
+
+import importlib
 import os
 import shutil
 
@@ -10,6 +14,18 @@ import soundfile as sf
 import torch
 
 torch.set_num_threads(2)
+
+if os.environ.get("AUDIOLDM_REQUIRE_ALL"):
+    os.environ.setdefault("AUDIOLDM_REQUIRE_BROWSER", "1")
+
+    def _import_or_fail(modname: str, minversion=None, reason=None, **kw):
+        """importorskip under $AUDIOLDM_REQUIRE_ALL: a broken or missing install fails the run instead of skipping."""
+        try:
+            return importlib.import_module(modname)
+        except ImportError as e:
+            pytest.fail(f"AUDIOLDM_REQUIRE_ALL is set but {modname} cannot be imported ({e})")
+
+    pytest.importorskip = _import_or_fail
 
 
 def sine(freq=440.0, sr=16000, seconds=1.0, amp=0.5, channels=1):

@@ -145,8 +145,12 @@ def test_full_band_44k_with_text_and_labels_end_to_end(data, tmp_path):
     pipe = AudioLDM.from_pretrained(out / "model")
     assert pipe.sample_rate == 44100 and pipe.mel_config.hop_length == 512 and pipe.mel_config.n_mels == 128
     assert pipe.conditioning == "both" and [f.name for f in pipe.conditioner.config.fields] == ["loudness"]
-    res = pipe.generate("a noise", labels={"loudness": "loud"}, duration=0.5, steps=2, progress=False)
+    res = pipe.generate("a noise", labels={"loudness": "loud"}, duration=0.5, steps=2, seed=0, progress=False)
     assert res.audio.shape == (1, 22050) and np.isfinite(res.audio).all()
+    soft = pipe.generate("a noise", labels={"loudness": "soft"}, duration=0.5, steps=2, seed=0, progress=False)
+    other = pipe.generate("a tone", labels={"loudness": "loud"}, duration=0.5, steps=2, seed=0, progress=False)
+    assert (soft.latents - res.latents).abs().max() > 1e-3  # the labels reach the U-Net ...
+    assert (other.latents - res.latents).abs().max() > 1e-3  # ... and so does the caption
     assert pipe.generate(labels={"loudness": "soft"}, duration=0.5, steps=2, progress=False).prompts == [None]
     import soundfile as sf2
     assert sf2.info(str(next((out / "gallery").glob("*.wav")))).samplerate == 44100

@@ -20,7 +20,8 @@ def test_cache_equals_the_encoder_and_runs_it_once_per_caption():
                                          pooled_dim=8)).eval()
     caps = ["a kick", "a loud snare drum", "kick"]
     cached = CachedConditioner(enc, caps * 5)
-    assert Counting.calls == 3 + 1 and len(cached) == 3  # three captions, and the null (the empty prompt) once and not any(p.requires_grad for p in cached.parameters())
+    assert Counting.calls == 3 + 1 and len(cached) == 3  # three captions, and the null (the empty prompt) once
+    assert not any(p.requires_grad for p in cached.parameters())  # the encoder is frozen
     batch = ["a loud snare drum", "kick", "a kick", "kick"]
     got, ref = cached(batch), enc(batch)
     assert Counting.calls == 4 + 4  # only the reference call above ran the encoder
