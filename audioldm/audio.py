@@ -53,8 +53,8 @@ def _native(path: Path):
         return os.fsencode(path)
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Read all frames as float32 [T, C], validating everything that can go wrong."""
+def _info(path: Path):
+    """soundfile's header info, validating everything that can go wrong before any sample is read."""
     if not path.exists():
         raise AudioError(f"{path}: file not found")
     if path.is_dir():
@@ -69,6 +69,12 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
             raise AudioError(f"{path}: unsupported audio format ({msg}); readable formats: "
                              f"{', '.join(sorted(sf.available_formats()))}") from None
         raise AudioError(f"{path}: corrupt or unreadable audio header ({msg})") from None
+    return info
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Read all frames as float32 [T, C], validating everything that can go wrong."""
+    info = _info(path)
     try:
         wav = sf.read(_native(path), dtype="float32", always_2d=True)[0]
     except Exception as e:
@@ -110,23 +116,72 @@ def _clean(e: Exception) -> str:
     return str(e).replace("\n", " ").strip()
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True) -> np.ndarray:
+def load_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True, start: float = 0.0,
+               duration: float | None = None) -> np.ndarray:
     """Load an audio file as float32.
 
     Returns [T] when ``mono`` (channels averaged) else [C, T]; resampled to ``sample_rate`` when given
-    (None keeps the file's rate). Raises :class:`AudioError` naming the file for missing, empty, corrupt,
-    truncated, zero-length, non-finite or unsupported input.
+    (None keeps the file's rate). Mono reads of long files, or of a region (``start``, ``duration`` in seconds),
+    stream the file in blocks: only the region is read, and memory holds the mono output. Raises
+    :class:`AudioError` naming the file for missing, empty, corrupt, truncated, zero-length, non-finite or
+    unsupported input.
     """
     path = Path(path)
+    if sample_rate is not None and sample_rate <= 0:
+        raise AudioError(f"sample_rate: expected a positive integer, got {sample_rate}")
+    if mono and (start or duration is not None or _info(path).frames > STREAM_FRAMES):
+        return _read_mono_region(path, sample_rate, start, duration)
     wav, sr = _read(path)
     wav = wav.T  # [C, T]
     if mono:
         wav = to_mono(wav)
     if sample_rate is not None and sr != sample_rate:
-        if sample_rate <= 0:
-            raise AudioError(f"sample_rate: expected a positive integer, got {sample_rate}")
         wav = resample(wav, sr, sample_rate)
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+STREAM_FRAMES = 1 << 21  # longer files (~44 s at 48 kHz) are read in blocks: downmixed and resampled as they come
+_BLOCK = 1 << 18
+
+
+def _read_mono_region(path: Path, sample_rate: int | None, start: float, duration: float | None) -> np.ndarray:
+    """Seconds [start, start + duration) of ``path`` (all of it by default) as mono float32 at ``sample_rate``, read
+    in blocks so that memory holds the mono output, not the whole multichannel file at its own rate."""
+    info = _info(path)
+    sr = int(info.samplerate)
+    a = int(round(start * sr))
+    if start < 0 or a > info.frames:
+        raise AudioError(f"{path}: start={start} s is outside the file ({info.frames / sr:.3f} s)")
+    n = info.frames - a if duration is None else min(info.frames - a, int(round(duration * sr)))
+    stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="VHQ") \
+        if sample_rate is not None and sample_rate != sr else None
+    out, done = [], 0
+    try:
+        with sf.SoundFile(_native(path)) as f:
+            f.seek(a)
+            while done < n:
+                block = f.read(min(_BLOCK, n - done), dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: contains {int((~np.isfinite(block)).sum())} NaN/Inf samples; "
+                                     f"expected finite samples")
+                done += len(block)
+                mono = block.mean(axis=1)
+                out.append(stream.resample_chunk(mono, last=done >= n) if stream is not None else mono)
+            if stream is not None and done < n:
+                out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"{path}: corrupt or truncated audio data ({_clean(e)})") from None
+    if done == 0:
+        raise AudioError(f"{path}: zero-length audio (0 frames)" if not info.frames else
+                         f"{path}: no samples in [{start}, {start + (duration or 0)}) s")
+    short = _wav_missing_bytes(path) if info.format in ("WAV", "WAVEX", "RF64") else 0
+    if short > 0:
+        raise AudioError(f"{path}: truncated file: its data chunk is {short} bytes shorter than its header says")
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
 def to_mono(wav: np.ndarray) -> np.ndarray:

@@ -157,3 +157,26 @@ def test_peak_normalize_and_pad_crop():
     rng = np.random.default_rng(0)
     crops = {pad_or_crop(np.arange(1000), 10, offset=None, rng=rng)[0] for _ in range(20)}
     assert len(crops) > 1 and all(0 <= c <= 990 for c in crops)
+
+
+def test_long_files_and_regions_are_read_in_blocks(tmp_path):
+    """A mono read of a long file streams it (downmix and resample block by block) and equals the one-shot read; a
+    region (start, duration) is read alone and equals the same slice of the file at its own rate."""
+    import soundfile as sf
+
+    from audioldm import audio as A
+
+    sr, n = 48000, A.STREAM_FRAMES + 123_457  # over the streaming threshold
+    rng = np.random.default_rng(0)
+    x = (0.3 * rng.standard_normal((n, 3))).astype(np.float32)
+    sf.write(tmp_path / "long.flac", x, sr, subtype="PCM_24")
+    full, _ = A._read(tmp_path / "long.flac")
+    streamed = A.load_audio(tmp_path / "long.flac", 16000)
+    one_shot = A.resample(A.to_mono(full.T), sr, 16000)
+    assert streamed.shape == one_shot.shape
+    np.testing.assert_allclose(streamed, one_shot, atol=2e-4)
+    region = A.load_audio(tmp_path / "long.flac", start=10.0, duration=2.5)
+    np.testing.assert_allclose(region, A.to_mono(full.T)[480000:600000], atol=1e-7)
+    assert A.load_audio(tmp_path / "long.flac", 16000, start=10.0, duration=2.5).shape == (40000,)
+    with pytest.raises(A.AudioError, match="start=999.0 s is outside the file"):
+        A.load_audio(tmp_path / "long.flac", 16000, start=999.0)

@@ -232,14 +232,12 @@ def _read_row(r: dict, cfg: PrepareConfig, hashes: dict, rates: dict, dropped: l
         if info.frames / max(info.samplerate, 1) > cfg.max_file_seconds:
             raise AudioError(f"{info.frames / info.samplerate:.0f} s long, over the {cfg.max_file_seconds:g} s "
                              f"limit per file (max_file_seconds)")
-        wav = load_audio(r["file"], cfg.sample_rate)  # downmixed, resampled (soxr VHQ); errors name the file
+        # downmixed, resampled (soxr VHQ), only the row's region, long files in blocks; errors name the file
+        wav = load_audio(r["file"], cfg.sample_rate, start=r["start"] or 0.0, duration=r["duration"] or None)
         rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
     except (AudioError, RuntimeError, OSError) as e:
         dropped.append({"path": name, "reason": f"unreadable: {str(e).replace(str(r['file']) + ': ', '')}"})
         return None
-    if r["start"] or r["duration"]:
-        a = int(r["start"] * cfg.sample_rate)
-        wav = wav[a: a + int(r["duration"] * cfg.sample_rate) if r["duration"] else None]
     peak = float(np.abs(wav).max()) if len(wav) else 0.0
     if peak <= 10 ** (cfg.silence_db / 20):
         dropped.append({"path": name, "reason": f"silent (peak {20 * math.log10(max(peak, 1e-10)):.1f} dBFS, "
