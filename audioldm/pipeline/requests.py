@@ -10,6 +10,7 @@ import torch
 
 from ..conditioning import ConditionError, LabelConditioner, prompt_reports
 from ..conditioning.joint import JointConditioner
+from ..errors import UnknownWordsWarning
 
 __all__ = ["conditioning_kind", "reads_prompts", "normalise_requests", "build_conditions", "request_reads"]
 
@@ -65,8 +66,22 @@ def normalise_requests(conditioner, name: str, prompt=None, labels=None, num_per
         items = _as_list(prompt, str, "prompt")
     items = [x for x in items for _ in range(num_per_prompt)]
     if labels is not None:
+        _warn_if_empty(items)
         return [None] * len(items), items
-    return items, (conditioner.parse(items) if kind == "labels" else [None] * len(items))
+    if kind == "labels":
+        parsed = conditioner.parse(items)
+        _warn_if_empty(parsed)
+        return items, parsed
+    return items, [None] * len(items)
+
+
+def _warn_if_empty(label_dicts: list) -> None:
+    """An empty label dict (or a prompt that names no field) asks for nothing: say that the output is unconditioned."""
+    import warnings
+
+    if any(isinstance(d, dict) and not d for d in label_dicts):
+        warnings.warn(UnknownWordsWarning("empty labels: no field is given, so the output is unconditioned"),
+                      stacklevel=4)
 
 
 @torch.no_grad()

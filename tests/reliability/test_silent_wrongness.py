@@ -134,3 +134,29 @@ def test_an_array_without_its_rate_is_named(tiny_model):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         pipe.transform(x, prompt="a", strength=0.3, steps=1, sample_rate=16000, progress=False)
+
+
+def test_empty_labels_say_the_output_is_unconditioned():
+    from audioldm import AudioLDM
+    from audioldm.errors import UnknownWordsWarning
+
+    pipe = AudioLDM.from_pretrained("gm-notes-fast")
+    with pytest.warns(UnknownWordsWarning, match="empty labels.*unconditioned"):
+        pipe.requests(labels={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe.requests(labels={"instrument": "flute"})
+
+
+def test_an_empty_licence_file_does_not_stop_packaging(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes" / "audio_folder"))
+    import run
+
+    (tmp_path / "LICENSE").write_text("")
+    (tmp_path / "COPYING").write_text("\n\nCC0 1.0\n")
+    assert run.read_licence(tmp_path, None) == "CC0 1.0"
+    (tmp_path / "COPYING").write_text("")
+    assert run.read_licence(tmp_path, None) is None and run.read_licence(tmp_path, "MIT") == "MIT"
