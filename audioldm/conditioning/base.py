@@ -8,10 +8,24 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import UnknownWordsWarning
 
-__all__ = ["prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens"]
+__all__ = ["LearnedConditioner", "prompt_reports", "drop_conditions", "concat_conditions", "pad_tokens"]
+
+
+class LearnedConditioner(nn.Module):
+    """What the conditioners trained here (labels.py, text.py) share: widths read from their ``config``
+    (``pooled_dim``; ``dim`` for the token sequence, when ``tokens``)."""
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.config.pooled_dim
+
+    @property
+    def token_dim(self) -> int | None:
+        return self.config.dim if self.config.tokens else None
 
 
 def prompt_reports(conditioner, prompts: list[str], warn: bool = True) -> list[dict]:
@@ -23,10 +37,7 @@ def prompt_reports(conditioner, prompts: list[str], warn: bool = True) -> list[d
 
     out = []
     for p in prompts:
-        from .labels import LabelConditioner
-        if isinstance(conditioner, LabelConditioner):
-            rep = {"labels": conditioner.parse([p])[0]}
-        elif hasattr(conditioner, "prompt_report"):
+        if hasattr(conditioner, "prompt_report"):
             rep = conditioner.prompt_report(p)
         else:
             rep = {}

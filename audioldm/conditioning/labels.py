@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConditionError
+from .base import LearnedConditioner
 
 __all__ = ["LabelField", "fields_from_labels", "LabelConditionerConfig", "LabelConditioner"]
 
@@ -66,7 +67,7 @@ def _fourier(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([a.sin(), a.cos()], -1)
 
 
-class LabelConditioner(nn.Module):
+class LabelConditioner(LearnedConditioner):
     def __init__(self, config: LabelConditionerConfig):
         super().__init__()
         self.config = c = config
@@ -83,20 +84,16 @@ class LabelConditioner(nn.Module):
                                   nn.Linear(c.pooled_dim, c.pooled_dim))
         self._index = {f.name: {v: i + 1 for i, v in enumerate(f.values)} for f in c.fields if f.kind == "categorical"}
 
-    @property
-    def pooled_dim(self) -> int:
-        return self.config.pooled_dim
-
-    @property
-    def token_dim(self) -> int | None:
-        return self.config.dim if self.config.tokens else None
-
     def describe(self) -> str:
         parts = []
         for f in self.config.fields:
             parts.append(f"{f.name}: one of {f.values}" if f.kind == "categorical"
                          else f"{f.name}: a number in [{f.low:g}, {f.high:g}]")
         return "; ".join(parts)
+
+    def prompt_report(self, prompt: str) -> dict:
+        """What the model reads of ``prompt``: the labels it is parsed into."""
+        return {"labels": self.parse([prompt])[0]}
 
     def parse(self, prompts: list[str]) -> list[dict]:
         """Text prompts -> label dicts (see prompt_labels.py); needs ``parse_prompts``."""

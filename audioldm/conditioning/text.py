@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConditionError, UnknownWordsWarning  # noqa: F401
+from .base import LearnedConditioner
 
 __all__ = ["WordTokenizer", "ByteTokenizer", "TextConditionerConfig", "TextConditioner"]
 
@@ -64,7 +65,7 @@ class TextConditionerConfig:
     tokens: bool = True
 
 
-class TextConditioner(nn.Module):
+class TextConditioner(LearnedConditioner):
     def __init__(self, config: TextConditionerConfig):
         super().__init__()
         self.config = c = config
@@ -84,14 +85,6 @@ class TextConditioner(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(c.dim)
         self.pool = nn.Linear(c.dim, c.pooled_dim)
-
-    @property
-    def pooled_dim(self) -> int:
-        return self.config.pooled_dim
-
-    @property
-    def token_dim(self) -> int | None:
-        return self.config.dim if self.config.tokens else None
 
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """ids [B, L], mask [B, L] (True = real token); prompts longer than max_tokens are truncated."""
