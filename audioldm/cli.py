@@ -90,6 +90,25 @@ def _model_id(model: str) -> str:
     return portable_model_id(model) if Path(model).is_dir() else model
 
 
+def _cmd_continue(args) -> int:
+    from pathlib import Path
+
+    from .audio import save_audio
+
+    labels = _parse_labels(args.labels)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace")
+    pipe, _ = _load_pipeline(args)
+    res = pipe.continue_audio(args.input, args.seconds, prompt=args.prompt, labels=labels, steps=args.steps,
+                              guidance=args.guidance, sampler=args.sampler, seed=args.seed,
+                              negative_prompt=args.negative_prompt, progress=not args.quiet)
+    save_audio(out, res.audio[0], res.sample_rate, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {out} ({res.audio.shape[1] / res.sample_rate:.2f} s: {args.input} + {args.seconds:g} s)")
+    return 0
+
+
 def _cmd_generate(args) -> int:
     from pathlib import Path
 
@@ -106,7 +125,8 @@ def _cmd_generate(args) -> int:
     pipe, _ = _load_pipeline(args)
     res = pipe.generate(prompt=args.prompt, labels=labels, duration=args.duration, steps=args.steps,
                         guidance=args.guidance, sampler=args.sampler, seed=args.seed,
-                        negative_prompt=args.negative_prompt, num_per_prompt=args.num, progress=not args.quiet)
+                        negative_prompt=args.negative_prompt, num_per_prompt=args.num, progress=not args.quiet,
+                        loop=args.loop)
     for p, wav in zip(paths, res.audio):
         save_audio(p, wav, res.sample_rate, overwrite=args.overwrite)
         if not args.quiet:
@@ -219,7 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--labels", nargs="+", metavar="KEY=VALUE", help="label conditioning, e.g. instrument=flute pitch=60")
     gen.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac)")
     _generation_args(gen)
+    gen.add_argument("--loop", action="store_true", help="a seamless loop: the end joins the start")
     gen.set_defaults(func=_cmd_generate)
+    cont = sub.add_parser("continue", help="continue an audio file: it is kept exactly and new audio follows it")
+    cont.add_argument("input", metavar="IN", help="the audio to continue (any rate: resampled, and said so)")
+    cont.add_argument("--seconds", type=float, required=True, help="how many seconds to add")
+    cont.add_argument("--prompt", default=None)
+    cont.add_argument("--labels", nargs="+", metavar="KEY=VALUE", help="label conditioning")
+    cont.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac)")
+    _generation_args(cont)
+    cont.set_defaults(func=_cmd_continue)
     exp = sub.add_parser("export", help="generate every row of a prompt file into a folder with an HTML gallery")
     exp.add_argument("--prompts", required=True, help=".txt (one prompt per line), .jsonl or .csv")
     exp.add_argument("--out", required=True, help="output folder")
@@ -256,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.command in ("generate", "export", "convert", "ui"):
+    if args.command in ("generate", "continue", "export", "convert", "ui"):
         try:
             return args.func(args)
         except (ValueError, FileExistsError, FileNotFoundError, OSError, ImportError) as e:

@@ -16,6 +16,7 @@ Inputs: a path (loaded and resampled to the model rate), or an array/tensor [T] 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,9 +171,36 @@ def super_resolve(pipe, audio, cutoff_hz: float = 4000.0, prompt=None, labels=No
                    {**s, "mode": "super_resolve", "cutoff_hz": cutoff_hz, "kept_latent_columns": int(m.sum())})
 
 
-def _route(kw: dict) -> tuple:
-    """The settings of an editing call that decide which model answers (AudioLDM.answering)."""
+def _route(kw: dict, mode: str = "") -> tuple:
+    """The settings of an editing call that decide which model answers (AudioLDM.answering). ``loop=True`` is
+    refused, naming the mode: an edit keeps its input's own ends."""
+    if kw.pop("loop", False):
+        raise ValueError(f"{mode}: loop=True is not supported in this mode (it keeps the input's own start and end); "
+                         f"generate(..., loop=True) makes loops")
     return tuple(kw.get(k) for k in ("steps", "guidance", "sampler", "negative_prompt", "negative_labels"))
+
+
+def continue_audio(pipe, audio, seconds: float, prompt=None, labels=None, sample_rate: int | None = None,
+                   fade: float = 0.02, **kw):
+    """``audio`` followed by ``seconds`` of new audio that starts from its end: the input is kept sample-exact and the
+    appended part is inpainted in context (its latents generated, the input's held at every step, in windows when
+    long), so level and spectrum carry across the join."""
+    if not (isinstance(seconds, (int, float)) and 0 < seconds):
+        raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    if isinstance(audio, (str, Path)) and sample_rate is None:
+        from ..audio import audio_info
+        rate = audio_info(audio)["sample_rate"]
+        if rate != pipe.sample_rate:
+            print(f"note: {audio} is {rate} Hz; resampled to the model's {pipe.sample_rate} Hz", file=sys.stderr)
+    wav = _input_audio(pipe, audio, sample_rate)
+    if not float(wav.abs().max()) > 1e-4:
+        raise ValueError("continue: the given audio is silent (peak below -80 dBFS); there is nothing to continue")
+    n, extra = wav.shape[1], int(round(seconds * pipe.sample_rate))
+    padded = torch.nn.functional.pad(wav, (0, extra))
+    res = inpaint(pipe, padded, n / pipe.sample_rate, (n + extra) / pipe.sample_rate, prompt=prompt, labels=labels,
+                  sample_rate=pipe.sample_rate, fade=fade, **kw)
+    res.params.update(mode="continue", given_seconds=n / pipe.sample_rate, seconds=seconds)
+    return res
 
 
 class EditingMethods:
@@ -180,12 +208,20 @@ class EditingMethods:
 
     def transform(self, audio, prompt=None, labels=None, strength: float = 0.6, **kw) -> GenerationResult:
         """SDEdit: noise the input's latents to ``strength`` of the schedule and denoise under the new condition."""
-        return transform(self.answering(*_route(kw)), audio, prompt=prompt, labels=labels, strength=strength, **kw)
+        pipe = self.answering(*_route(kw, "transform"))
+        return transform(pipe, audio, prompt=prompt, labels=labels, strength=strength, **kw)
 
     def inpaint(self, audio, start: float, end: float, prompt=None, labels=None, **kw) -> GenerationResult:
         """Regenerate seconds [start, end) of ``audio`` in context; everything outside is kept sample-exact."""
-        return inpaint(self.answering(*_route(kw)), audio, start, end, prompt=prompt, labels=labels, **kw)
+        pipe = self.answering(*_route(kw, "inpaint"))
+        return inpaint(pipe, audio, start, end, prompt=prompt, labels=labels, **kw)
+
+    def continue_audio(self, audio, seconds: float, prompt=None, labels=None, **kw) -> GenerationResult:
+        """``audio`` (kept exactly) followed by ``seconds`` of new audio that continues it."""
+        pipe = self.answering(*_route(kw, "continue_audio"))
+        return continue_audio(pipe, audio, seconds, prompt=prompt, labels=labels, **kw)
 
     def super_resolve(self, audio, cutoff_hz: float = 4000.0, prompt=None, labels=None, **kw) -> GenerationResult:
         """Keep the input below ``cutoff_hz`` and generate the bands above it."""
-        return super_resolve(self.answering(*_route(kw)), audio, cutoff_hz, prompt=prompt, labels=labels, **kw)
+        pipe = self.answering(*_route(kw, "super_resolve"))
+        return super_resolve(pipe, audio, cutoff_hz, prompt=prompt, labels=labels, **kw)

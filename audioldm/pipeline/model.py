@@ -28,6 +28,7 @@ from ..vae import MelVAE
 from ..weights import WeightsError
 from .accel import DETERMINISTIC, GraphedLoop, compile_unet
 from .editing import EditingMethods
+from .longform import decode_chunked, windowed_denoiser
 from .requests import (
     build_conditions,
     conditioning_kind,
@@ -238,19 +239,29 @@ class AudioLDM(EditingMethods):
                                       "branch to steer with them; use its teacher")
         return build_conditions(self.conditioner, prompts, labels, negative_prompt, negative_labels)
 
+    def window(self) -> int:
+        """Latent frames the U-Net was trained on (the default duration's): longer latents are denoised in windows
+        of this length (longform.py)."""
+        return self.latent_shape(self.mel_config.num_frames(int(round(self.defaults.duration * self.sample_rate))))[1]
+
     def denoise_latents(self, x: torch.Tensor, sigmas: torch.Tensor, cond: dict, uncond: dict, guidance: float,
                         sampler: str, seeds: list[int], keep: tuple[torch.Tensor, torch.Tensor] | None = None,
-                        bar=None) -> torch.Tensor:
+                        bar=None, loop: bool = False) -> torch.Tensor:
         """Run ``sampler`` from y = x at sigmas[0] down to 0. ``keep`` = (z0 [B, C, H, W], m [1|B, 1, H, W] in
         {0, 1}): where m is 1 the clean estimate is replaced by z0 at every step, so those latents end exactly at z0
-        while the rest is generated in context (inpainting, super-resolution)."""
-        if self.graphs and keep is None and sampler in DETERMINISTIC:  # accelerate(): one replayed graph
+        while the rest is generated in context (inpainting, super-resolution). Latents longer than :meth:`window`,
+        or ``loop`` (a circular time axis), are denoised in overlapping windows fused at every step."""
+        long = loop or x.shape[2] > self.window()
+        if self.graphs and keep is None and sampler in DETERMINISTIC and not long:  # accelerate(): one graph
             with torch.no_grad(), self.autocast():
                 z = self._graphed(sampler, sigmas, guidance, x, cond, uncond).float()
             if bar is not None:
                 bar.update(len(sigmas) - 1)
         else:
             den = self._denoiser(cond, uncond, guidance, x.shape[0])
+            if long:
+                w = self.window()
+                den = windowed_denoiser(den, x.shape[2], w, max(1, w // 2), circular=loop)
             if keep is not None:
                 z0, m = keep
                 base = den
@@ -288,8 +299,9 @@ class AudioLDM(EditingMethods):
 
     def accelerate(self, graphs: bool = True, compile: bool = False) -> "AudioLDM":
         """GPU fast paths (accel.py): ``graphs`` replays each deterministic sampling loop as a CUDA graph captured on
-        its first use (inpainting, super-resolution and ancestral samplers keep the plain loop; the progress bar
-        jumps once per loop); ``compile`` torch.compiles the U-Net. Harmless on CPU, where the loop runs eagerly."""
+        its first use (inpainting, super-resolution, ancestral samplers and requests longer than the window keep the
+        plain loop; the progress bar jumps once per loop); ``compile`` torch.compiles the U-Net. Harmless on CPU,
+        where the loop runs eagerly."""
         self.graphs = bool(graphs)
         self._graph_cache.clear()
         if compile:
@@ -297,14 +309,15 @@ class AudioLDM(EditingMethods):
         return self
 
     def sample_from_noise(self, prompts: list, labels: list, settings: dict, seeds: list[int], shape,
-                          negative_prompt=None, negative_labels=None, keep=None, bar=None) -> torch.Tensor:
+                          negative_prompt=None, negative_labels=None, keep=None, bar=None,
+                          loop: bool = False) -> torch.Tensor:
         """One batch of latents [B, *shape], sampled from per-sample seeded noise under the requests' conditions with
         ``settings`` (steps, guidance, sampler); ``keep`` as in :meth:`denoise_latents`."""
         sig = self.sampling_sigmas(settings["steps"])
         cond, uncond = self.conditions(prompts, labels, negative_prompt, negative_labels)
         x = initial_noise(seeds, shape, float(sig[0]), self.device)
         return self.denoise_latents(x, sig, cond, uncond, settings["guidance"], settings["sampler"], seeds,
-                                    keep=keep, bar=bar)
+                                    keep=keep, bar=bar, loop=loop)
 
     def sampling_sigmas(self, steps: int) -> torch.Tensor:
         """Descending sigmas [steps + 1] from the schedule's spacing, offset and end point; a distilled model's own
@@ -313,13 +326,26 @@ class AudioLDM(EditingMethods):
             return torch.tensor(self.distilled.sigmas[str(steps)], dtype=torch.float32)
         return self.schedule.sampling_sigmas(steps, final_sigma=self.schedule.final_sigma)
 
-    def decode(self, z: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """latents [B, C, H, W] -> (log-mel [B, n_mels, frames], waveform [B, samples]) in float32."""
+    def decode(self, z: torch.Tensor, frames: int, samples: int, loop: bool = False) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+        """latents [B, C, H, W] -> (log-mel [B, n_mels, frames], waveform [B, samples]) in float32. Latents longer
+        than :meth:`window` are decoded in chunks (longform.decode_chunked). ``loop``: the ends are decoded
+        against each other and the vocoder's rendering of the start, continuing from the end, is cross-faded in, so
+        the clip repeats without a seam."""
+        w, d = self.window(), self.vae.config.downsample
         with torch.no_grad():
             with self.autocast():
-                mel = self.vae.decode_latents(z, frames)
-            wav = self.vocoder(mel.float()).float()
-        return mel.float(), wav[:, :samples]
+                mel = decode_chunked(self.vae.decode_latents, z, frames, w, max(1, w // 4), d, circular=loop)
+            mel = mel.float()
+            if not loop:
+                return mel, self.vocoder(mel).float()[:, :samples]
+            k = min(frames // 2, max(4, w * d // 4))  # mel frames rendered twice: after the end and at the start
+            wav = self.vocoder(torch.cat([mel, mel[..., :k]], dim=-1)).float()
+            hop = self.mel_config.hop_length
+            main, again = wav[:, :frames * hop], wav[:, frames * hop:(frames + k) * hop]
+            ramp = torch.linspace(0, 1, again.shape[1], device=wav.device)
+            main = torch.cat([again * (1 - ramp) + main[:, :again.shape[1]] * ramp, main[:, again.shape[1]:]], 1)
+        return mel, main[:, :samples]
 
     def encode(self, audio: torch.Tensor, frames_total: int) -> torch.Tensor:
         """waveform [B, T] -> scaled latents [B, C, H, W] of a mel padded (with silence) to ``frames_total``."""
@@ -351,14 +377,14 @@ class AudioLDM(EditingMethods):
     def generate(self, prompt=None, labels=None, duration: float | None = None, steps: int | None = None,
                  guidance: float | None = None, sampler: str | None = None, seed=None, negative_prompt=None,
                  negative_labels=None, num_per_prompt: int = 1, batch_size: int = 8,
-                 progress: bool = True) -> GenerationResult:
+                 progress: bool = True, loop: bool = False) -> GenerationResult:
         """Generate ``len(prompts) * num_per_prompt`` clips of ``duration`` seconds. Sample k uses seed k (see
         :meth:`seeds_for`) and equals generating it alone with that seed. ``params["answered_by"]`` names the model
         that made the audio (the default model's teacher, for what the student was not distilled for)."""
         other = self.answering(steps, guidance, sampler, negative_prompt, negative_labels)
         if other is not self:
             return other.generate(prompt, labels, duration, steps, guidance, sampler, seed, negative_prompt,
-                                  negative_labels, num_per_prompt, batch_size, progress)
+                                  negative_labels, num_per_prompt, batch_size, progress, loop)
         prompts, label_list = self.requests(prompt, labels, num_per_prompt)
         s = self.settings(duration, steps, guidance, sampler)
         n = len(prompts)
@@ -374,12 +400,12 @@ class AudioLDM(EditingMethods):
             for b in range(0, n, batch_size):
                 sl = slice(b, b + batch_size)
                 z = self.sample_from_noise(prompts[sl], label_list[sl], s, seeds[sl], shape, negative_prompt,
-                                           negative_labels, bar=bar)
-                mel, wav = self.decode(z, frames, samples)
+                                           negative_labels, bar=bar, loop=loop)
+                mel, wav = self.decode(z, frames, samples, loop=loop)
                 audio.append(wav.cpu())
                 mels.append(mel.cpu())
                 lats.append(z.cpu())
-        params = {**s, "mode": "generate", "seeds": seeds, "negative_prompt": negative_prompt,
+        params = {**s, "mode": "generate", "loop": bool(loop), "seeds": seeds, "negative_prompt": negative_prompt,
                   "negative_labels": negative_labels, "model": self.name, "answered_by": self.name,
                   "audioldm_version": __version__}
         return GenerationResult(torch.cat(audio).numpy().astype(np.float32), self.sample_rate, torch.cat(mels),
