@@ -82,4 +82,5 @@ cfg = TrainConfig(run_dir=args.out, max_steps=args.steps, batch_size=batch, grad
 trainer = Trainer(cfg, stage, data, collate)
 trainer.fit()
 if trainer.info.enabled:
+    torch.distributed.barrier()  # every rank done with its last collective before the group goes away
     torch.distributed.destroy_process_group()

@@ -233,3 +233,22 @@ def test_request_folders_are_pruned(tmp_path):
         s.generate("violin C5", None, False, [], _settings(duration=0.3, steps=1))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "request_0002", "request_0002.zip", "request_0003", "request_0003.zip"]
+
+
+def test_loop_box_and_continue_mode(session, tmp_path):
+    """The page's seamless-loop box reaches generate(loop=True); the audio-to-audio tab continues a clip (kept
+    exactly) by the seconds asked; the loop box is refused for an edit, naming the mode."""
+    import soundfile as sf
+
+    rec = session.generate("a violin playing C5", None, False, [], _settings(duration=2.5, steps=2, loop=True))
+    man = json.loads((rec["folder"] / "manifest.json").read_text())
+    assert man["samples"][0]["loop"] is True
+    given = tmp_path / "given.wav"
+    x = sf.read(rec["wavs"][0], dtype="float32")[0]
+    sf.write(given, x, 16000, subtype="FLOAT")
+    rec = session.edit("continue", str(given), "a violin playing C5", None, False, [], _settings(steps=2),
+                       seconds=1.0)
+    y = sf.read(rec["wavs"][0], dtype="float32")[0]
+    assert len(y) == len(x) + 16000 and np.abs(y[:len(x)] - x).max() < 1e-4  # (the export writes 16-bit WAV)
+    with pytest.raises(ValueError, match="transform: the seamless-loop box applies to Generate"):
+        session.edit("transform", str(given), "violin C5", None, False, [], _settings(loop=True))

@@ -76,6 +76,7 @@ def _form(gr, session: Session) -> dict:
             with gr.Row():
                 f["seed"] = gr.Number(label="Seed", value=0, precision=0, elem_id="seed")
                 f["random_seed"] = gr.Checkbox(label="random seed", value=True, elem_id="random-seed")
+                f["loop"] = gr.Checkbox(label="seamless loop", value=False, elem_id="loop")
     return f
 
 
@@ -88,6 +89,7 @@ def _edit_tab(gr, pipe) -> dict:
         e["start"] = gr.Number(label="Start s (inpaint)", value=0.5)
         e["end"] = gr.Number(label="End s (inpaint)", value=1.0)
         e["cutoff"] = gr.Number(label="Cutoff Hz (super_resolve)", value=min(4000, pipe.sample_rate // 4))
+        e["seconds"] = gr.Number(label="Seconds to add (continue)", value=2.0)
     return e
 
 
@@ -136,11 +138,11 @@ def build_app(session: Session):
                 edit = gr.Button("Run", variant="primary", elem_id="edit")
         outputs = _results(gr)
         common = [f[k] for k in ("prompt", "negative", "use_labels", "duration", "steps", "guidance", "sampler",
-                                 "seed", "random_seed", "num")] + f["labels"]
+                                 "seed", "random_seed", "num", "loop")] + f["labels"]
 
         def split(data):
-            p, neg, use, dur, st, g, smp, sd, rnd, n, *lab = [data[c] for c in common]
-            return p, neg, use, lab, Session.settings(dur, st, g, smp, sd, rnd, n)
+            p, neg, use, dur, st, g, smp, sd, rnd, n, lp, *lab = [data[c] for c in common]
+            return p, neg, use, lab, Session.settings(dur, st, g, smp, sd, rnd, n, lp)
 
         # inputs come as one dict (a set of components), so Gradio sees the Progress default and tracks tqdm
         def on_generate(data, progress=gr.Progress(track_tqdm=True)):
@@ -155,7 +157,8 @@ def build_app(session: Session):
                 p, neg, use, lab, s = split(data)
                 return _show(gr, session.edit(data[e["mode"]], data[e["upload"]], p, neg, use, lab, s,
                                               strength=data[e["strength"]], start=data[e["start"]],
-                                              end=data[e["end"]], cutoff_hz=data[e["cutoff"]]))
+                                              end=data[e["end"]], cutoff_hz=data[e["cutoff"]],
+                                              seconds=data[e["seconds"]]))
             except Exception as err:
                 return _show(gr, error=err)
 

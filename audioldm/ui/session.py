@@ -28,7 +28,7 @@ __all__ = ["MAX_SAMPLES", "MAX_STEPS", "MAX_SECONDS", "MAX_UPLOAD_MB", "KEEP_REQ
            "label_fields", "describe_reads", "require_gradio"]
 
 MAX_SAMPLES = 4  # audio + spectrogram slots on the page
-EDIT_MODES = ("transform", "inpaint", "super_resolve")
+EDIT_MODES = ("transform", "inpaint", "super_resolve", "continue")
 # what one request may ask (README "Limits"): checked before any audio is read or any step is run
 MAX_STEPS = 200
 MAX_SECONDS = 60.0  # generated duration, and the length of an uploaded clip
@@ -111,7 +111,7 @@ class Session:
         return prompt, (labels if use_labels else None)
 
     @staticmethod
-    def settings(duration, steps, guidance, sampler, seed, random_seed: bool, num: int) -> dict:
+    def settings(duration, steps, guidance, sampler, seed, random_seed: bool, num: int, loop: bool = False) -> dict:
         """Form settings -> generate() keyword arguments (the pipeline validates their ranges)."""
         import random
         if num is None or not 1 <= int(num) <= MAX_SAMPLES:
@@ -125,7 +125,7 @@ class Session:
         return {"duration": None if duration in (None, "") else float(duration),
                 "steps": None if steps in (None, "") else int(steps),
                 "guidance": None if guidance in (None, "") else float(guidance), "sampler": sampler or None,
-                "seed": int(seed), "num": int(num)}
+                "seed": int(seed), "num": int(num), "loop": bool(loop)}
 
     # ---- running ---------------------------------------------------------------------------------------------------
     def generate(self, prompt, negative_prompt, use_labels, label_values, settings: dict) -> dict:
@@ -137,7 +137,8 @@ class Session:
                          num_per_prompt=num, **s)
 
     def edit(self, mode: str, audio_path, prompt, negative_prompt, use_labels, label_values, settings: dict,
-             strength: float = 0.6, start: float = 0.0, end: float = 1.0, cutoff_hz: float = 4000.0) -> dict:
+             strength: float = 0.6, start: float = 0.0, end: float = 1.0, cutoff_hz: float = 4000.0,
+             seconds: float = 2.0) -> dict:
         """Audio to audio: ``mode`` one of EDIT_MODES on the file ``audio_path`` (its own duration; the settings'
         duration is not used). Returns :meth:`_write`'s record."""
         if mode not in EDIT_MODES:
@@ -146,11 +147,16 @@ class Session:
             raise ValueError("upload an audio clip first")
         _check_upload(Path(audio_path))
         p, labels = self.request(prompt, use_labels, label_values)
-        s = {k: v for k, v in settings.items() if k not in ("duration", "num")}
+        s = {k: v for k, v in settings.items() if k not in ("duration", "num", "loop")}
+        if settings.get("loop"):
+            raise ValueError(f"{mode}: the seamless-loop box applies to Generate; an edit keeps its input's ends")
         neg = (negative_prompt or "").strip() or None
         extra = {"transform": {"strength": float(strength)}, "inpaint": {"start": float(start), "end": float(end)},
-                 "super_resolve": {"cutoff_hz": float(cutoff_hz)}}[mode]
-        return self._run(getattr(self.pipe, mode), p, labels, 1, str(audio_path), negative_prompt=neg, **extra, **s)
+                 "super_resolve": {"cutoff_hz": float(cutoff_hz)}, "continue": {"seconds": float(seconds)}}[mode]
+        if mode == "continue" and not 0 < float(seconds) <= MAX_SECONDS:
+            raise ValueError(f"seconds to add must be above 0 and at most {MAX_SECONDS:g}, got {seconds}")
+        method = self.pipe.continue_audio if mode == "continue" else getattr(self.pipe, mode)
+        return self._run(method, p, labels, 1, str(audio_path), negative_prompt=neg, **extra, **s)
 
     def _run(self, method, prompt, labels, num: int, *args, **kw) -> dict:
         """``method(*args, prompt=, labels=, **kw)`` alone (the lock), then :meth:`_write`; the record gains
