@@ -150,3 +150,22 @@ def test_dataset_reports_file_broken_after_indexing(folder):
     from audioldm.audio import AudioError
     with pytest.raises(AudioError, match="s1.wav"):
         ds[1]
+
+
+def test_balanced_sampling_evens_categories_and_sources():
+    """One category cut from a single long recording (80 slices) beside two categories of 10 files each: balanced
+    draws give each category about a third, and the long recording's slices count as one source."""
+    from collections import Counter
+
+    from audioldm.data.balance import BalancedView, balanced_indices
+
+    cats = ["rain"] * 80 + ["kick"] * 10 + ["snare"] * 10
+    srcs = ["rain.flac"] * 80 + [f"k{i}" for i in range(10)] + [f"s{i}" for i in range(10)]
+    idx = balanced_indices(cats, srcs, n=6000, seed=0)
+    share = Counter(cats[i] for i in idx)
+    assert all(abs(share[c] / 6000 - 1 / 3) < 0.03 for c in ("rain", "kick", "snare")), share
+    assert balanced_indices(cats, srcs, n=50, seed=3) == balanced_indices(cats, srcs, n=50, seed=3)
+    view = BalancedView(list(range(100)), idx[:7])
+    assert len(view) == 7 and [view[i] for i in range(7)] == idx[:7]
+    with pytest.raises(ValueError, match="one category and one source"):
+        balanced_indices(["a"], [])

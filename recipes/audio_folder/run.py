@@ -75,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="cosine", choices=sorted(stages.SCHEDULES),
                    help="the U-Net's noise schedule (v-prediction, min-SNR 5); scaled_linear is AudioLDM's")
     p.add_argument("--category", default=None, help="column the evaluation judge recognises (default: the caption)")
+    p.add_argument("--balance", action="store_true", help="train the U-Net on clips drawn evenly over categories "
+                   "(--category, else the caption), each source file counted once however many slices it gave")
     p.add_argument("--vae", default=None, help="reuse this VAE folder instead of training one")
     p.add_argument("--vae-config", nargs="+", type=_key_value, default=None, metavar="KEY=VALUE",
                    help="override fields of the preset's VAE config (ch=16 ch_mult=1,2 num_res_blocks=2 z_channels=3)")
@@ -160,7 +162,8 @@ def main() -> None:
                 "text_encoder": args.text_encoder, "vae": args.vae, "group_by": args.group_by,
                 "max_seconds": args.max_seconds,
                 **{k: v for k, v in (("schedule", args.schedule if args.schedule != "cosine" else None),
-                                     ("clip_seconds", args.clip_seconds), ("vae_config", args.vae_config))
+                                     ("clip_seconds", args.clip_seconds), ("vae_config", args.vae_config),
+                                     ("balance", args.balance or None))
                    if v is not None}}
     out = common.open_run(args.out, settings, args.resume, args.overwrite, info.is_main)
     common.barrier(info)

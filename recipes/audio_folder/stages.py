@@ -21,6 +21,7 @@ from audioldm.conditioning import (LabelConditioner, LabelConditionerConfig, Tex
 from audioldm.conditioning.joint import JointConditioner
 from audioldm.config import config_to_dict, load_config, save_json_atomic
 from audioldm.data import ClipDataset, collate_clips
+from audioldm.data.balance import BalancedView, balanced_indices
 from audioldm.data.latents import LatentDataset, build_latent_cache, cache_is_current, cache_key, collate_latents
 from audioldm.diffusion import LatentDiffusion, NoiseSchedule, ScheduleConfig
 from audioldm.mel import MelConfig
@@ -221,6 +222,10 @@ def train_ldm(args, preset: Preset, vae_dir: Path, train, valid, run: Path, info
     common.barrier(info)
     device = info.device
     latents = LatentDataset(run / "latents_train.safetensors", seed=args.seed)
+    if getattr(args, "balance", False):  # equal shares per category, and per source file within a category
+        cats = [(r["labels"].get(args.category) if args.category else r["caption"]) for r in latents.rows]
+        srcs = [r["labels"].get("source", r["path"]) for r in latents.rows]
+        latents = BalancedView(latents, balanced_indices(cats, srcs, seed=args.seed))
     valid_lat = LatentDataset(run / "latents_valid.safetensors", random_caption=False) if valid else None
     conditioner, key = build_conditioner(args, preset, train)
     kw = {"in_channels": vae.config.z_channels, "out_channels": vae.config.z_channels,
