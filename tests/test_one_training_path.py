@@ -140,3 +140,11 @@ def test_resume_never_deletes_partial_work(tmp_path):
     assert (out / "pairs" / "chunk_0000000.safetensors").is_file()
     common.open_run(out, {"data": "d"}, resume=False, overwrite=True)
     assert not (out / "pairs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--lr", "--vae-steps", "--batch-size"])
+def test_zero_is_an_error_not_the_presets_value(tmp_path, flag):
+    r = subprocess.run([sys.executable, str(ROOT / "recipes/audio_folder/run.py"), "--data", str(tmp_path),
+                        "--out", str(tmp_path / "o"), flag, "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and f"argument {flag}: expected a" in r.stderr and "positive" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
