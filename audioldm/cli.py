@@ -96,6 +96,8 @@ def _cmd_continue(args) -> int:
     from .audio import save_audio
 
     labels = _parse_labels(args.labels)
+    if args.loop:
+        raise ValueError("continue: --loop is not supported (a continuation keeps its input's own start)")
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace")
@@ -142,7 +144,7 @@ def _cmd_export(args) -> int:
     man = export_samples(pipe, rows, args.out, duration=args.duration, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, seed=args.seed, negative_prompt=args.negative_prompt,
                          num_per_prompt=args.num, fmt=args.format, overwrite=args.overwrite,
-                         progress=not args.quiet, model_id=_model_id(model))
+                         progress=not args.quiet, model_id=_model_id(model), loop=args.loop)
     for f in man["failures"]:
         print(f"error: row {f['row']} (line {f['line']}): {f['error']}", file=sys.stderr)
     if not args.quiet:
@@ -223,6 +225,7 @@ def _generation_args(sp) -> None:
                     help="compute precision of the U-Net and VAE")
     sp.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sp.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    sp.add_argument("--loop", action="store_true", help="seamless loops: each clip's end joins its start")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--labels", nargs="+", metavar="KEY=VALUE", help="label conditioning, e.g. instrument=flute pitch=60")
     gen.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac)")
     _generation_args(gen)
-    gen.add_argument("--loop", action="store_true", help="a seamless loop: the end joins the start")
     gen.set_defaults(func=_cmd_generate)
     cont = sub.add_parser("continue", help="continue an audio file: it is kept exactly and new audio follows it")
     cont.add_argument("input", metavar="IN", help="the audio to continue (any rate: resampled, and said so)")

@@ -246,8 +246,10 @@ def make_manifest(pipe, samples: list[dict], failures: list[dict], num_per_promp
 
 def export_samples(pipe, rows: list[dict], out_dir, duration=None, steps=None, guidance=None, sampler=None,
                    seed: int | None = None, negative_prompt=None, num_per_prompt: int = 1, fmt: str = "wav",
-                   overwrite: bool = False, progress: bool = True, model_id: str | None = None) -> dict:
-    """Generate and write every row; returns the manifest (``failures`` lists the rows that failed)."""
+                   overwrite: bool = False, progress: bool = True, model_id: str | None = None,
+                   loop: bool = False) -> dict:
+    """Generate and write every row (``loop``: seamless loops); returns the manifest (``failures`` lists the rows
+    that failed)."""
     if fmt not in ("wav", "flac"):
         raise ExportError(f"format must be wav or flac, got {fmt!r}")
     out = Path(out_dir)
@@ -270,7 +272,8 @@ def export_samples(pipe, rows: list[dict], out_dir, duration=None, steps=None, g
             res = pipe.generate(prompt=r.get("prompt") if use_prompt else None, labels=r.get("labels"),
                                 duration=r.get("duration", duration), steps=steps, guidance=guidance, sampler=sampler,
                                 seed=[p["seed"] for p in mine], num_per_prompt=len(mine),
-                                negative_prompt=r.get("negative_prompt", negative_prompt), progress=progress)
+                                negative_prompt=r.get("negative_prompt", negative_prompt), progress=progress,
+                                loop=loop)
             samples += write_result(pipe, res, out, [p["file"].rsplit(".", 1)[0] for p in mine], r.get("prompt"),
                                     r.get("labels"), fmt)
         except Exception as e:  # one bad row must not lose the others

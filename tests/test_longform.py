@@ -94,3 +94,21 @@ def test_memory_at_60_s_is_near_that_at_10_s():
                                   check=True).stdout.split()[-1]) for d in (10, 60)}
     print(json.dumps(peak))
     assert peak[60] < 2 * peak[10], peak  # measured 1.42 on the development machine (GL's buffers grow)
+
+
+def test_loops_and_continuation_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from audioldm.cli import main
+
+    monkeypatch.delenv("AUDIOLDM_MODEL", raising=False)
+    (tmp_path / "p.txt").write_text("a soft flute playing G4\n")
+    assert main(["export", "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "out"), "--duration", "3",
+                 "--loop", "--quiet"]) == 0
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert not man["failures"] and man["samples"][0]["loop"] is True
+    wav = next((tmp_path / "out").glob("*.wav"))
+    assert main(["continue", str(wav), "--seconds", "1", "--prompt", "a soft flute playing G4", "-o",
+                 str(tmp_path / "c.wav"), "--quiet"]) == 0
+    import soundfile as sf
+    assert sf.info(str(tmp_path / "c.wav")).duration == pytest.approx(4.0, abs=1e-3)
+    assert main(["continue", str(wav), "--seconds", "1", "-o", str(tmp_path / "d.wav"), "--loop", "--quiet"]) == 2
+    assert "--loop is not supported" in capsys.readouterr().err
