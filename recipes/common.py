@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from audioldm.files import save_json_atomic
+
 RUN_FILE = "run.json"
 
 
@@ -163,13 +165,8 @@ def open_run(out: str | Path, settings: dict, resume: bool, overwrite: bool, is_
                                  f"stages are skipped, nothing is deleted) or --overwrite to start over")
         out.mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
-            _write_json(marker, settings)
+            save_json_atomic(marker, settings)
     return out
-
-
-def _write_json(path: Path, obj) -> None:
-    from audioldm.files import save_json_atomic
-    save_json_atomic(path, obj)
 
 
 def stage_done(out: Path, name: str) -> dict | None:
@@ -203,7 +200,7 @@ def run_stage(out: Path, name: str, make, info, everyone: bool = True):
 
 def mark_done(out: Path, name: str, record: dict) -> dict:
     (Path(out) / "stages").mkdir(parents=True, exist_ok=True)
-    _write_json(Path(out) / "stages" / f"{name}.json", record)
+    save_json_atomic(Path(out) / "stages" / f"{name}.json", record)
     return record
 
 

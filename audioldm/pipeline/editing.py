@@ -188,8 +188,11 @@ def continue_audio(pipe, audio, seconds: float, prompt=None, labels=None, sample
     if not (isinstance(seconds, (int, float)) and 0 < seconds):
         raise ValueError(f"seconds must be a positive number, got {seconds!r}")
     if isinstance(audio, (str, Path)) and sample_rate is None:
-        from ..audio import audio_info
-        rate = audio_info(audio)["sample_rate"]
+        import soundfile as sf
+        try:
+            rate = sf.info(str(audio)).samplerate  # the header alone
+        except Exception:  # noqa: BLE001 - load_audio below names the file and what is wrong with it
+            rate = pipe.sample_rate
         if rate != pipe.sample_rate:
             print(f"note: {audio} is {rate} Hz; resampled to the model's {pipe.sample_rate} Hz", file=sys.stderr)
     wav = _input_audio(pipe, audio, sample_rate)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..files import apply_umask_mode, fsync_path
+from ..files import atomic_folder
 from ..weights import WeightsError, load_state_dict_checked, read_safetensors
 
 __all__ = ["save_checkpoint", "load_checkpoint", "find_checkpoints", "newest_checkpoint", "REQUIRED_FILES"]
@@ -71,30 +71,16 @@ def save_checkpoint(run_dir: Path, step: int, modules, ema, optimizers, state: d
         _optimizer_state(optimizers)
         return final
     ckdir.mkdir(parents=True, exist_ok=True)
-    tmp = ckdir / f".tmp-step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    for stale in [*ckdir.glob(".step_*"), *ckdir.glob(".tmp-*")]:  # temporaries of writes a kill interrupted
+        shutil.rmtree(stale, ignore_errors=True)
+    with atomic_folder(final, overwrite=True) as tmp:  # files.py: fsynced, renamed into place, never a gap
         save_file(_flat(modules), str(tmp / "models.safetensors"))
         if ema:
             save_file(_flat(ema), str(tmp / "ema.safetensors"))
         tensors, meta = _optimizer_state(optimizers)
         save_file(tensors, str(tmp / "optimizers.safetensors"))
         (tmp / "optimizers.json").write_text(json.dumps(meta))
-        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))  # last: marks completeness
-        for f in tmp.iterdir():  # safetensors writes 0600: the umask's mode, like any new file
-            apply_umask_mode(f)
-            fsync_path(f)
-        old = ckdir / f".old-step_{step:08d}"
-        if final.exists():  # never a moment without a complete checkpoint of this step on disk
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        fsync_path(ckdir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
     complete = find_checkpoints(run_dir, warn=False)
     for old in complete[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -123,7 +109,7 @@ def find_checkpoints(run_dir: Path, warn: bool = True) -> list[Path]:
     for p in sorted(ckdir.iterdir()):
         if not p.is_dir():
             continue
-        if p.name.startswith(".tmp-"):
+        if p.name.startswith("."):  # a write a kill interrupted (atomic_folder's temporary, or an older .tmp-)
             if warn:
                 log.warning("ignoring incomplete checkpoint %s (an interrupted write)", p)
             continue

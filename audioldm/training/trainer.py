@@ -218,6 +218,8 @@ class Trainer:
         self.step = self.epoch = self.step_in_epoch = 0
         self.nan_streak = self.nan_total = 0
         self._bar = None
+        self._signal = StopOnSignal()  # active during fit(); _stop: whether any rank got SIGTERM / SIGINT
+        self._stop = False
 
     # ---- helpers -------------------------------------------------------------------------------------------------
     def _echo(self, msg: str):
@@ -299,18 +301,22 @@ class Trainer:
                     for k, v in {f"loss_{opt_name}": loss, **step_logs}.items():
                         v = torch.as_tensor(v, device=self.device).detach().float()
                         logs[k] = logs.get(k, 0.0) + v / accum
-        finite = all_reduce_mean(finite, self.info)
-        ok = bool(finite.item() == 1.0)  # the one host sync per step
+        # a finite loss can still give infinite / NaN gradients: their norms count towards the step's finiteness
+        norms = {}
+        for name in self.optimizers:
+            clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_([p for p in self.params[name] if p.grad is not None], clip)
+            norms[name] = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).detach().float()  # FSDP2
+            finite = finite * torch.isfinite(norms[name]).float()
+        # one reduction and the one host sync per step: every rank's finiteness, and whether any rank was signalled
+        # (all ranks must stop at the same step to save together)
+        got = torch.tensor(float(self._signal.signum is not None), device=self.device)
+        finite, stop = all_reduce_mean(torch.stack([finite, got]), self.info).tolist()
+        ok, self._stop = finite == 1.0, stop > 0
         factor = lr_factor(self.step, self.cfg)
-        if ok:  # a finite loss can still give infinite / NaN gradients: those steps are skipped too
-            for name in self.optimizers:
-                clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
-                norm = torch.nn.utils.clip_grad_norm_([p for p in self.params[name] if p.grad is not None], clip)
-                norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
-                logs[f"grad_norm_{name}"] = norm.detach().float()
-                ok = ok and bool(torch.isfinite(norm))
         if ok:
             self.nan_streak = 0
+            logs.update({f"grad_norm_{name}": norm for name, norm in norms.items()})
             for name, opt in self.optimizers.items():
                 for g, base in zip(opt.param_groups, self.base_lrs[name]):
                     g["lr"] = base * factor
@@ -362,9 +368,8 @@ class Trainer:
         self._bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.info.is_main),
                          desc=self.stage.name, file=sys.stderr, dynamic_ncols=True)
         t_last, n_last = time.perf_counter(), self.step
-        stop = StopOnSignal()
         try:
-            stop.__enter__()
+            self._signal.__enter__()
             while self.step < cfg.max_steps:
                 self.sampler.set_epoch(self.epoch, self.step_in_epoch)
                 if hasattr(self.dataset, "set_epoch"):
@@ -392,11 +397,11 @@ class Trainer:
                     saved = self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps
                     if saved:
                         self.save()
-                    if self._stop_requested(stop):
-                        path = self.run_dir / "checkpoints" / f"step_{self.step:08d}"
+                    if self._stop:
                         if not saved:
                             self.save()
-                        raise Interrupted(stop.signum or signal.SIGTERM, self.step, path)
+                        raise Interrupted(self._signal.signum or signal.SIGTERM, self.step,
+                                          self.run_dir / "checkpoints" / f"step_{self.step:08d}")
                 del it
                 if self.step_in_epoch >= self.sampler.steps_per_epoch:
                     self.epoch, self.step_in_epoch = self.epoch + 1, 0
@@ -405,15 +410,8 @@ class Trainer:
             self._echo(str(e))
             raise
         finally:
-            stop.__exit__(None, None, None)
+            self._signal.__exit__(None, None, None)
             self._bar.close()
             self._bar = None
             self.logger.close()
         return {**last, "valid": self.last_eval}
-
-    def _stop_requested(self, stop: StopOnSignal) -> bool:
-        """Whether any rank got SIGTERM / SIGINT (every rank must stop at the same step to save together)."""
-        flag = torch.tensor(float(stop.signum is not None), device=self.device)
-        if self.info.enabled:
-            flag = all_reduce_mean(flag, self.info)
-        return bool(flag.item() > 0)
